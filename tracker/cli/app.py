@@ -1,0 +1,58 @@
+"""The Typer application object and the options every command shares.
+
+Command modules in this package register themselves on ``app``; ``tracker.cli.main``
+imports them all.  Keeping the object here avoids circular imports between them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(
+    name="tracker",
+    help="Follow the Ukraine-Russia peace process in the news: poll feeds, tag, keep a status log.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+EXIT_OK = 0
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+
+
+@dataclass
+class Globals:
+    """Options given before the command name (``tracker --config X --db Y COMMAND``)."""
+
+    config_path: Path | None = None
+    database_url: str | None = None
+
+
+def globals_of(ctx: typer.Context) -> Globals:
+    """The shared options, wherever the command sits in the tree."""
+    root = ctx.find_root()
+    obj = root.obj
+    if not isinstance(obj, Globals):
+        obj = Globals()
+        root.obj = obj
+    return obj
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(
+        None, "--config", envvar="TRACKER_CONFIG", help="feeds.yaml to use (default ./feeds.yaml)."
+    ),
+    db: str | None = typer.Option(
+        None,
+        "--db",
+        envvar="TRACKER_DATABASE_URL",
+        help="SQLAlchemy URL (default sqlite:///data/tracker.db); postgresql+psycopg://... scales out.",
+    ),
+) -> None:
+    ctx.obj = Globals(config_path=config, database_url=db)
