@@ -1,0 +1,102 @@
+"""The composition root: the one place where settings, config, database and stages are wired.
+
+CLI commands, the daemon and the web app receive an ``App`` and never build engines or read the
+environment themselves, so tests can build their own with a temp database and config.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from tracker.config import Config, Settings, load_config
+from tracker.fetch import FetchSettings
+from tracker.schedule import ScheduleSettings
+from tracker.store import baseline as baseline_store
+from tracker.store import ingest, schema
+from tracker.store.db import make_engine
+from tracker.store.ingest import FeedSpec
+
+log = logging.getLogger("tracker")
+
+
+@dataclass
+class App:
+    settings: Settings
+    config: Config
+    config_path: Path
+    engine: Engine
+    database_url: str = field(default="")
+
+    @property
+    def fetch_settings(self) -> FetchSettings:
+        return fetch_settings(self.config)
+
+    @property
+    def schedule_settings(self) -> ScheduleSettings:
+        return schedule_settings(self.config)
+
+
+def build(
+    *,
+    config_path: Path | str | None = None,
+    database_url: str | None = None,
+    settings: Settings | None = None,
+) -> App:
+    """Read settings and feeds.yaml, open the database (raises ConfigError on a bad config)."""
+    settings = settings or Settings()
+    path = Path(config_path or settings.config)
+    config = load_config(path)
+    url = database_url or settings.database_url
+    return App(settings=settings, config=config, config_path=path, engine=make_engine(url), database_url=url)
+
+
+def fetch_settings(config: Config) -> FetchSettings:
+    return config.fetch_settings()
+
+
+def schedule_settings(config: Config) -> ScheduleSettings:
+    return config.schedule_settings()
+
+
+def feed_specs(config: Config) -> list[FeedSpec]:
+    return [
+        FeedSpec(
+            url=str(f.url),
+            name=f.name,
+            language=f.language,
+            interval_seconds=int(f.interval) if f.interval else None,
+            enabled=f.enabled,
+        )
+        for f in config.feeds
+    ]
+
+
+@dataclass(frozen=True)
+class InitReport:
+    revision_before: str | None
+    revision_after: str | None
+    feeds_added: int
+    feeds_changed: int
+    feeds_disabled: int
+    baseline_events: int
+
+
+def init(app: App) -> InitReport:
+    """Create or upgrade the schema, sync feeds from the config, load the baseline (idempotent)."""
+    before, after = schema.upgrade(app.engine)
+    added, changed, disabled = ingest.sync_feeds(app.engine, feed_specs(app.config))
+    events = baseline_store.load(app.engine, now=datetime.now(UTC))
+    return InitReport(before, after, added, changed, disabled, events)
+
+
+def ensure_ready(app: App) -> None:
+    """Upgrade an out-of-date schema and sync feeds; commands that write call this first."""
+    if schema.current_revision(app.engine) != schema.head_revision(app.engine):
+        init(app)
+    else:
+        ingest.sync_feeds(app.engine, feed_specs(app.config))

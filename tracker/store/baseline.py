@@ -1,0 +1,48 @@
+"""Loading the seed's baseline timeline into the database (idempotent upsert by slug)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.engine import Engine
+
+from tracker.models import TimelineEntry
+from tracker.store.tables import BaselineEvent
+
+BASELINE = BaselineEvent.__table__  # type: ignore[attr-defined]
+
+
+def load(engine: Engine, *, now: datetime, events: tuple[TimelineEntry, ...] | None = None) -> int:
+    """Replace the stored baseline with the versioned file's events; returns how many."""
+    if events is None:
+        from tracker.tag import load_baseline
+
+        events = load_baseline()
+    rows = [
+        {
+            "slug": e.id.removeprefix("b:"),
+            "date": e.date,
+            "precision": e.date_precision,
+            "date_label": e.date_label,
+            "title": e.title,
+            "summary": e.summary,
+            "mediators": " ".join(e.mediators),
+            "obstacles": " ".join(e.obstacles),
+            "passage": e.evidence[0].phrase if e.evidence else "",
+        }
+        for e in events
+    ]
+    with engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
+        current = {r.slug: r for r in conn.execute(select(BASELINE))}
+        wanted = {r["slug"] for r in rows}
+        stale = [s for s in current if s not in wanted]
+        if stale:
+            conn.execute(delete(BASELINE).where(BASELINE.c.slug.in_(stale)))
+        for row in rows:
+            old = current.get(str(row["slug"]))
+            if old is None:
+                conn.execute(BASELINE.insert().values(**row))
+            elif any(getattr(old, k) != v for k, v in row.items()):
+                conn.execute(BASELINE.update().where(BASELINE.c.slug == row["slug"]).values(**row))
+    return len(rows)

@@ -1,0 +1,319 @@
+"""One polling cycle: claim due feeds → fetch → parse + tag → store, one transaction per feed.
+
+    claim_due | fetch (async, bounded) | process (parse+tag, process pool) | decide (pure) | store
+
+``decide`` is pure: from a fetch result, the processed document and the feed's previous state it
+computes the feed's new state (``FeedUpdate``).  Everything else here calls dependencies and decides
+nothing.  A failing feed is recorded as that feed's error; nothing a feed does stops the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.engine import Engine
+
+from tracker.fetch import Fetcher, FetchSettings
+from tracker.models import Entry, FetchResult, ParsedFeed, Tags
+from tracker.parse import parse_feed
+from tracker.schedule import ScheduleSettings, next_due
+from tracker.store import ingest
+from tracker.store.ingest import ClaimedFeed, FeedUpdate, WriteCounts
+
+log = logging.getLogger("tracker.update")
+
+RATE_SMOOTHING = 0.3  # weight of the newest observation in the items-per-day average
+LEASE = timedelta(minutes=10)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class CycleSummary:
+    """Totals of one cycle; ``line()`` is the summary ``tracker poll`` ends with."""
+
+    feeds: int = 0
+    ok: int = 0
+    not_modified: int = 0
+    failed: int = 0
+    new: int = 0
+    updated: int = 0
+    linked: int = 0
+    seconds: float = 0.0
+    errors: dict[str, str] = field(default_factory=dict)  # feed name -> error text
+
+    def line(self) -> str:
+        return (
+            f"feeds: {self.ok} ok, {self.not_modified} not modified, {self.failed} failed; "
+            f"items: {self.new} new, {self.updated} updated"
+            + (f", {self.linked} seen in another feed" if self.linked else "")
+            + f"; {self.seconds:.1f} s"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Processed:
+    parsed: ParsedFeed
+    tags: tuple[Tags, ...]
+
+
+# --- pure decisions ----------------------------------------------------------------------------
+
+
+def decide(
+    claimed: ClaimedFeed,
+    result: FetchResult,
+    processed: Processed | None,
+    *,
+    now: datetime,
+    schedule: ScheduleSettings,
+    rand: float,
+) -> FeedUpdate:
+    """The feed's new state after a fetch (pure).
+
+    The publishing rate that drives the adaptive interval counts the entries published since the
+    previous fetch, so it is known before anything is written.
+    """
+    outcome = result.outcome
+    error = result.error
+    status = result.status
+    if outcome == "ok" and processed is not None and processed.parsed.error:
+        outcome, error = "error", processed.parsed.error
+    failures = 0 if outcome in ("ok", "not_modified") else claimed.consecutive_failures + 1
+    rate = claimed.new_items_rate
+    if outcome in ("ok", "not_modified") and claimed.last_fetched_at is not None:
+        since = claimed.last_fetched_at
+        new_items = sum(1 for e in processed.parsed.entries if e.published > since) if processed else 0
+        days = max((now - claimed.last_fetched_at).total_seconds() / 86400, 1 / 1440)
+        rate = (1 - RATE_SMOOTHING) * rate + RATE_SMOOTHING * (new_items / days)
+    parsed = processed.parsed if processed else None
+    due = next_due(
+        now=now,
+        outcome=outcome,
+        consecutive_failures=failures,
+        interval=claimed.interval_seconds,
+        recent_item_rate=rate,
+        ttl_minutes=parsed.ttl_minutes if parsed else None,
+        max_age=result.max_age,
+        retry_after=result.retry_after,
+        settings=schedule,
+        rand=rand,
+    )
+    return FeedUpdate(
+        feed_id=claimed.request.feed_id,
+        outcome=outcome,
+        status=status,
+        error=error,
+        fetched_at=now,
+        next_due_at=due,
+        consecutive_failures=failures,
+        elapsed=result.elapsed,
+        url=result.permanent_url,
+        etag=result.etag,
+        last_modified=result.last_modified,
+        title=parsed.title if parsed else None,
+        ttl_minutes=parsed.ttl_minutes if parsed else None,
+        new_items_rate=rate,
+        disable_reason=f"HTTP 410 Gone at {now:%Y-%m-%d %H:%M}Z" if outcome == "gone" else None,
+    )
+
+
+# --- processing (runs in worker processes) -----------------------------------------------------
+
+
+def process_document(
+    content: bytes, headers: dict[str, str], url: str, now: datetime, language: str | None
+) -> Processed:
+    """Parse, clean and tag one document.  Top-level so a process pool can pickle it."""
+    from tracker.tag import default_tagger
+
+    parsed = parse_feed(content, url=url, headers=headers, now=now)
+    tagger = default_tagger()
+    tags = tuple(tagger.tag(e.title, e.text, lang=e.language or language) for e in parsed.entries)
+    return Processed(parsed, tags)
+
+
+def _warm_up() -> None:
+    import tracker.tag
+
+    tracker.tag.default_tagger()
+
+
+def make_process_pool(workers: int | None = None) -> Executor:
+    """A pool for parsing: both cores parse while the event loop fetches and the writer stores."""
+    n = workers if workers is not None else min(2, os.cpu_count() or 1)
+    if n <= 0:
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="tracker-parse")
+    ctx = multiprocessing.get_context("forkserver" if _threads_running() else "fork")
+    pool = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_warm_up)
+    return pool
+
+
+def _threads_running() -> bool:
+    import threading
+
+    return threading.active_count() > 1
+
+
+# --- the cycle ---------------------------------------------------------------------------------
+
+
+class Poller:
+    """Runs polling cycles against one database.  Owns a parse pool and a single writer thread."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        fetch: FetchSettings,
+        schedule: ScheduleSettings,
+        worker: str | None = None,
+        processes: int | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.engine = engine
+        self.fetch_settings = fetch
+        self.schedule = schedule
+        self.worker = worker or f"{os.uname().nodename}:{os.getpid()}"
+        self.clock = clock
+        self.rand = rand
+        self._processes = processes
+        self._pool: Executor | None = None
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tracker-writer")
+        self.on_outcome: Callable[[str, FeedUpdate, WriteCounts], None] | None = None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self._writer.shutdown(wait=True)
+
+    def __enter__(self) -> Poller:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def pool(self) -> Executor:
+        if self._pool is None:
+            self._pool = make_process_pool(self._processes)
+        return self._pool
+
+    async def poll(
+        self,
+        *,
+        include_not_due: bool = False,
+        limit: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        stop: asyncio.Event | None = None,
+    ) -> CycleSummary:
+        """One cycle over the due feeds (or all enabled ones); returns totals."""
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        claimed = await loop.run_in_executor(
+            self._writer,
+            lambda: ingest.claim_due(
+                self.engine,
+                now=self.clock(),
+                worker=self.worker,
+                lease=LEASE,
+                include_not_due=include_not_due,
+                limit=limit,
+            ),
+        )
+        summary = CycleSummary(feeds=len(claimed))
+        if not claimed:
+            return summary
+        if len(claimed) > 1:
+            _ = self.pool  # start workers before the first response arrives
+        done = 0
+
+        async with Fetcher(self.fetch_settings) as fetcher:
+
+            async def one(feed: ClaimedFeed) -> None:
+                nonlocal done
+                if stop is not None and stop.is_set():
+                    return
+                try:
+                    result = await fetcher.fetch(feed.request)
+                    await self._handle(feed, result, summary)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a bug in one feed's path must not stop the cycle
+                    log.exception("feed %s: unexpected error", feed.name)
+                    summary.failed += 1
+                    summary.errors[feed.name] = f"internal error: {exc!r}"
+                done += 1
+                if progress:
+                    progress(done, len(claimed))
+
+            await asyncio.gather(*(one(f) for f in claimed))
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    async def _handle(self, feed: ClaimedFeed, result: FetchResult, summary: CycleSummary) -> None:
+        loop = asyncio.get_running_loop()
+        now = self.clock()
+        processed: Processed | None = None
+        if result.outcome == "ok" and result.content is not None:
+            args = (result.content, dict(result.headers), result.url, now, feed.language)
+            try:
+                processed = await loop.run_in_executor(self.pool, process_document, *args)
+            except BrokenProcessPool:
+                log.warning("parse pool broke; restarting it")
+                self._pool = None
+                processed = await loop.run_in_executor(self.pool, process_document, *args)
+        entries: tuple[Entry, ...] = processed.parsed.entries if processed else ()
+        tags = processed.tags if processed else ()
+
+        def store() -> tuple[FeedUpdate, WriteCounts]:
+            upd = decide(feed, result, processed, now=now, schedule=self.schedule, rand=self.rand())
+            return upd, ingest.apply_feed_result(self.engine, upd, entries, tags, now=now)
+
+        upd, counts = await loop.run_in_executor(self._writer, store)
+        if upd.outcome == "ok":
+            summary.ok += 1
+        elif upd.outcome == "not_modified":
+            summary.not_modified += 1
+        else:
+            summary.failed += 1
+            summary.errors[feed.name] = upd.error or upd.outcome
+        summary.new += counts.new
+        summary.updated += counts.updated
+        summary.linked += counts.linked
+        level = logging.INFO if upd.outcome in ("ok", "not_modified") else logging.WARNING
+        log.log(
+            level,
+            "feed %s: %s%s new=%d updated=%d %.2fs next=%s",
+            feed.name,
+            upd.outcome,
+            f" ({upd.error})" if upd.error else "",
+            counts.new + counts.linked,
+            counts.updated,
+            result.elapsed,
+            upd.next_due_at.strftime("%H:%M:%S"),
+            extra={
+                "feed": feed.name,
+                "outcome": upd.outcome,
+                "status": upd.status,
+                "new_items": counts.new + counts.linked,
+                "updated_items": counts.updated,
+                "elapsed": round(result.elapsed, 3),
+            },
+        )
+        if self.on_outcome:
+            self.on_outcome(feed.name, upd, counts)
