@@ -1,0 +1,500 @@
+"""The fetch stage: one conditional GET per feed → ``FetchResult``.  Failures are data, never exceptions.
+
+Why it is written around httpx rather than leaning on ``follow_redirects=True`` and ``response.read()``:
+
+* Redirects are followed here (up to ``max_redirects``) so we can tell a loop from a long chain and
+  know whether *every* hop was permanent (301/308) — only then may the stored URL be updated.
+* The body is streamed and counted *after* decompression.  gzip/deflate are inflated here with zlib's
+  ``max_length`` so a gzip bomb (kilobytes on the wire, gigabytes inflated) stops at ``max_body_bytes``
+  holding at most that much; httpx's own decoder would inflate each 64 KiB wire chunk whole (~64 MB).
+  Only gzip and deflate are advertised; anything else a server sends anyway goes through httpx.
+* Limits: a semaphore per host (politeness) is taken *before* the global one, so feeds queued behind a
+  busy host do not sit on global slots that other hosts could use.  The total timeout starts once the
+  slots are held: waiting in our own queue is not the server being slow.
+* One ``httpx.AsyncClient`` (HTTP/1.1 keep-alive) per ``Fetcher``; its pool is sized to the global
+  concurrency.  httpx's pool bookkeeping costs CPU per request that grows with the number of open
+  connections (encode/httpx#3215), which is why the default concurrency is 20 (see docs/benchmarks).
+  Cookies are not kept: a feed reader has no session, and the cookie jar costs CPU on every response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import socket
+import ssl
+import sys
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+
+import httpx
+
+from tracker import __version__
+
+try:  # httpcore runs `import sniffio` for every new connection; when it is absent, each failed import
+    import sniffio  # noqa: F401  walks sys.path (~0.8 ms CPU per connection).  Cache the miss: a None
+except ImportError:  # entry makes `import sniffio` fail at once, and httpcore/anyio then assume asyncio.
+    sys.modules["sniffio"] = None  # type: ignore[assignment]
+from tracker.models import FeedRequest, FetchOutcome, FetchResult
+
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+PERMANENT = frozenset({301, 308})
+ACCEPT = "application/rss+xml, application/atom+xml, application/rdf+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+DEFAULT_USER_AGENT = f"tracker/{__version__} (Ukraine-Russia peace-process news tracker; feed reader)"
+
+
+@dataclass(frozen=True, slots=True)
+class FetchSettings:
+    """How to fetch; every limit here exists so one bad feed cannot stall or exhaust the poller."""
+
+    user_agent: str = DEFAULT_USER_AGENT
+    connect_timeout: float = 10.0  # seconds
+    read_timeout: float = 20.0  # seconds between bytes
+    total_timeout: float = 60.0  # seconds for the whole fetch, redirects and body included
+    max_body_bytes: int = 10 * 1024 * 1024  # decompressed
+    max_redirects: int = 5
+    concurrency: int = 20  # requests in flight, all hosts together
+    per_host_concurrency: int = 4  # requests in flight to one host (scheme, host, port)
+    keepalive_expiry: float = 30.0  # seconds an idle connection is kept for the next request
+    keepalive_hosts: int = 100  # hosts whose idle connections are kept; least recently used go first
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _Inflater:
+    """Bounded gzip/deflate decoding: never produces more than ``limit + 1`` bytes in total."""
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        self.gzip = encoding in ("gzip", "x-gzip")
+        self.first = True
+        self.obj = zlib.decompressobj(16 + zlib.MAX_WBITS if self.gzip else zlib.MAX_WBITS)
+
+    def decompress(self, data: bytes, room: int) -> bytes:
+        """Inflate ``data`` producing at most ``room + 1`` bytes (one more tells the caller it's too big)."""
+        try:
+            out = self.obj.decompress(data, room + 1)
+        except zlib.error:
+            if not (self.first and not self.gzip):
+                raise
+            # "deflate" is sometimes sent raw, without the zlib header
+            self.obj = zlib.decompressobj(-zlib.MAX_WBITS)
+            out = self.obj.decompress(data, room + 1)
+        self.first = False
+        # a second gzip member (concatenated streams are valid gzip)
+        while self.gzip and self.obj.eof and self.obj.unused_data and len(out) <= room:
+            rest = self.obj.unused_data
+            self.obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            out += self.obj.decompress(rest, room + 1 - len(out))
+        return out
+
+    def flush(self) -> bytes:
+        return self.obj.flush() if not self.obj.eof else b""
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Retry-After as seconds from ``now``: delta-seconds or an HTTP-date; None when absent or garbage."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(int(value)))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def parse_max_age(cache_control: str | None) -> float | None:
+    """``max-age`` from Cache-Control in seconds; None when absent, or when no-store/no-cache ask for none."""
+    if not cache_control:
+        return None
+    max_age: float | None = None
+    for token in cache_control.lower().split(","):
+        name, _, arg = token.strip().partition("=")
+        if name in ("no-store", "no-cache"):
+            return None
+        if name == "max-age":
+            try:
+                max_age = max(0.0, float(int(arg.strip().strip('"'))))
+            except ValueError:
+                max_age = None
+    return max_age
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text or type(exc).__name__
+
+
+def _describe_connect(exc: BaseException) -> str:
+    """The root cause of a connect failure ("Connection refused", a DNS error), not anyio's summary."""
+    cause: BaseException | None = exc
+    for _ in range(10):
+        if cause is None:
+            break
+        if isinstance(cause, socket.gaierror):
+            return f"DNS lookup failed: {cause.strerror or cause}"
+        if isinstance(cause, OSError) and cause.errno and cause.errno > 0:
+            return os.strerror(cause.errno)
+        cause = cause.__cause__ or cause.__context__
+    return _describe(exc)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+LANE_CONNECTIONS = 8  # connections per httpcore pool; see _HostPool
+
+
+class _HostPool:
+    """One host's politeness slot and its connection pools ("lanes").
+
+    httpcore's pool rescans every connection — quadratically, with a socket poll each — on every
+    request: one shared pool of 50 connections costs ~8 ms CPU per request.  So each host gets its
+    own pools of at most ``LANE_CONNECTIONS``, and the CPU per request stays flat (~0.5 ms) whatever
+    the global or per-host concurrency.
+    """
+
+    __slots__ = ("busy", "lanes", "slot", "users")
+
+    def __init__(self, lanes: list[httpx.AsyncBaseTransport], per_host: int) -> None:
+        self.lanes = lanes
+        self.busy = [0] * len(lanes)
+        self.slot = asyncio.Semaphore(per_host)
+        self.users = 0  # fetches holding or waiting for this host; only unused hosts are closed
+
+    def lane(self) -> int:
+        """The least busy lane (call with ``slot`` held, so a lane never exceeds its connections)."""
+        busy = self.busy
+        i = busy.index(min(busy)) if len(busy) > 1 else 0
+        busy[i] += 1
+        return i
+
+
+class Fetcher:
+    """Fetches feeds over pooled keep-alive connections.  Use as ``async with Fetcher(settings) as f``.
+
+    ``transport`` replaces the network for every host (e.g. ``httpx.MockTransport`` in unit tests).
+    """
+
+    def __init__(
+        self,
+        settings: FetchSettings | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.settings = s = settings or FetchSettings()
+        self.clock = clock
+        self._shared_transport = transport
+        self._ssl: ssl.SSLContext | None = None
+        self._headers = {"User-Agent": s.user_agent, "Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"}
+        self._extensions = {
+            "timeout": httpx.Timeout(
+                connect=s.connect_timeout, read=s.read_timeout, write=s.read_timeout, pool=s.total_timeout
+            ).as_dict()
+        }
+        self._global: asyncio.Semaphore | None = None
+        self._pools: OrderedDict[tuple[str, str, int | None], _HostPool] = OrderedDict()
+
+    async def __aenter__(self) -> Fetcher:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        pools = list(self._pools.values())
+        self._pools.clear()
+        for pool in pools:
+            await self._close(pool)
+        if self._shared_transport is not None:
+            await self._shared_transport.aclose()
+
+    def _new_lanes(self) -> list[httpx.AsyncBaseTransport]:
+        if self._shared_transport is not None:
+            return [self._shared_transport]
+        s = self.settings
+        if self._ssl is None:
+            self._ssl = httpx.create_ssl_context()  # loading CA certificates takes ~10 ms: do it once
+        n = -(-s.per_host_concurrency // LANE_CONNECTIONS)
+        size = -(-s.per_host_concurrency // n)
+        limits = httpx.Limits(
+            max_connections=size, max_keepalive_connections=size, keepalive_expiry=s.keepalive_expiry
+        )
+        return [
+            httpx.AsyncHTTPTransport(verify=self._ssl, limits=limits, http1=True, http2=False, retries=0)
+            for _ in range(n)
+        ]
+
+    def _acquire(self, url: httpx.URL) -> _HostPool:
+        key = (url.scheme, url.host, url.port)
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = _HostPool(self._new_lanes(), self.settings.per_host_concurrency)
+        else:
+            self._pools.move_to_end(key)
+        pool.users += 1
+        return pool
+
+    async def _release(self, pool: _HostPool) -> None:
+        """Drop the least recently used idle pools beyond ``keepalive_hosts`` (bounds open sockets)."""
+        pool.users -= 1
+        excess = len(self._pools) - self.settings.keepalive_hosts
+        if excess <= 0:
+            return
+        idle = [k for k, p in self._pools.items() if p.users == 0][:excess]
+        for key in idle:
+            await self._close(self._pools.pop(key))
+
+    async def _close(self, pool: _HostPool) -> None:
+        for transport in pool.lanes:
+            if transport is not self._shared_transport:
+                await transport.aclose()
+
+    # -- one feed ---------------------------------------------------------------------------------
+
+    async def fetch(self, req: FeedRequest) -> FetchResult:
+        """Fetch one feed; returns a result for every failure (only cancellation propagates)."""
+        s = self.settings
+        if self._global is None:
+            self._global = asyncio.Semaphore(s.concurrency)
+        loop = asyncio.get_running_loop()
+        started: float | None = None
+        deadline = 0.0
+        url = req.url
+        seen = {url}
+        hops = 0
+        permanent = True
+        headers = self._headers
+        if req.etag or req.last_modified:
+            headers = dict(headers)
+            if req.etag:
+                headers["If-None-Match"] = req.etag
+            if req.last_modified:
+                headers["If-Modified-Since"] = req.last_modified
+
+        def fail(outcome: FetchOutcome, error: str, status: int | None = None) -> FetchResult:
+            elapsed = time.perf_counter() - started if started is not None else 0.0
+            return FetchResult(req.feed_id, outcome, url, status=status, error=error, elapsed=elapsed)
+
+        try:
+            while True:
+                target = httpx.URL(url)
+                if target.scheme not in ("http", "https") or not target.host:
+                    return fail("error", f"invalid URL: {url}")
+                pool = self._acquire(target)
+                try:
+                    async with pool.slot, self._global:
+                        if started is None:
+                            started = time.perf_counter()
+                            deadline = loop.time() + s.total_timeout
+                        lane = pool.lane()
+                        try:
+                            async with asyncio.timeout_at(deadline):
+                                request = httpx.Request(
+                                    "GET", target, headers=headers, extensions=self._extensions
+                                )
+                                response = await pool.lanes[lane].handle_async_request(request)
+                                response.request = request
+                                try:
+                                    status = response.status_code
+                                    location = (
+                                        response.headers.get("location") if status in REDIRECTS else None
+                                    )
+                                    if location is None:
+                                        return await self._final(
+                                            req, url, response, started, permanent and hops > 0
+                                        )
+                                    await self._discard(response)
+                                finally:
+                                    await response.aclose()
+                        finally:
+                            pool.busy[lane] -= 1
+                finally:
+                    await self._release(pool)
+                # a redirect: decide on the next hop outside the slots
+                hops += 1
+                permanent = permanent and status in PERMANENT
+                try:
+                    url = str(response.url.join(location))
+                except httpx.InvalidURL:
+                    return fail("error", f"bad redirect Location: {location!r}", status)
+                if url in seen:
+                    return fail("error", "redirect loop", status)
+                if hops > s.max_redirects:
+                    return fail("error", f"too many redirects (more than {s.max_redirects})", status)
+                seen.add(url)
+        except TimeoutError:
+            return fail("error", f"total timeout after {s.total_timeout:g}s")
+        except _BodyTooLarge:
+            return fail("error", f"body exceeds {s.max_body_bytes} bytes", 200)
+        except httpx.ConnectTimeout:
+            return fail("error", f"connect timeout after {s.connect_timeout:g}s")
+        except httpx.ReadTimeout:
+            return fail("error", f"read timeout after {s.read_timeout:g}s")
+        except httpx.WriteTimeout:
+            return fail("error", f"write timeout after {s.read_timeout:g}s")
+        except httpx.PoolTimeout:
+            return fail("error", "timed out waiting for a connection")
+        except httpx.ConnectError as exc:
+            return fail("error", f"connect error: {_describe_connect(exc)}")
+        except httpx.RemoteProtocolError as exc:
+            return fail("error", f"protocol error: {_describe(exc)}")
+        except (httpx.ReadError, httpx.WriteError, httpx.CloseError) as exc:
+            return fail("error", f"network error: {_describe(exc)}")
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            return fail("error", f"invalid URL: {_describe(exc)}")
+        except (httpx.DecodingError, zlib.error) as exc:
+            return fail("error", f"decoding error: {_describe(exc)}")
+        except httpx.HTTPError as exc:
+            return fail("error", f"{type(exc).__name__}: {_describe(exc)}")
+        except Exception as exc:  # never raise: a failure is this feed's data
+            return fail("error", f"unexpected error: {exc!r}")
+
+    async def _discard(self, response: httpx.Response) -> None:
+        """Read a small body we don't need (redirect, 304, error page) so the connection is reused.
+
+        A streamed response closed before its end closes the connection; one read to the end goes
+        back to the pool.  Bodies without a small Content-Length are not worth waiting for.
+        """
+        length = response.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) <= 65536:
+            await response.aread()
+
+    async def _final(
+        self, req: FeedRequest, url: str, response: httpx.Response, started: float, permanent: bool
+    ) -> FetchResult:
+        status = response.status_code
+        h = response.headers
+        headers = dict(h.items())  # keys are lower-case
+        perm = url if permanent else None
+        if not 200 <= status < 300:
+            await self._discard(response)
+        if status == 304:
+            return FetchResult(
+                req.feed_id,
+                "not_modified",
+                url,
+                status=status,
+                headers=headers,
+                etag=h.get("etag") or req.etag,
+                last_modified=h.get("last-modified") or req.last_modified,
+                permanent_url=perm,
+                max_age=parse_max_age(h.get("cache-control")),
+                elapsed=time.perf_counter() - started,
+            )
+        if 200 <= status < 300:
+            content = await self._read_body(response)
+            return FetchResult(
+                req.feed_id,
+                "ok",
+                url,
+                status=status,
+                content=content,
+                headers=headers,
+                etag=h.get("etag"),
+                last_modified=h.get("last-modified"),
+                permanent_url=perm,
+                max_age=parse_max_age(h.get("cache-control")),
+                elapsed=time.perf_counter() - started,
+            )
+        if status == 410:
+            outcome: FetchOutcome = "gone"
+            error = "HTTP 410 Gone"
+        else:
+            outcome = "error"
+            error = f"HTTP {status}"
+        retry_after = parse_retry_after(h.get("retry-after"), self.clock()) if status in (429, 503) else None
+        return FetchResult(
+            req.feed_id,
+            outcome,
+            url,
+            status=status,
+            headers=headers,
+            retry_after=retry_after,
+            error=error,
+            elapsed=time.perf_counter() - started,
+        )
+
+    async def _read_body(self, response: httpx.Response) -> bytes:
+        """The decoded body, refusing (early, in bounded memory) anything over ``max_body_bytes``."""
+        limit = self.settings.max_body_bytes
+        length = response.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise _BodyTooLarge
+        encodings = [e.strip() for e in response.headers.get("content-encoding", "").lower().split(",")]
+        encodings = [e for e in encodings if e and e != "identity"]
+        chunks: list[bytes] = []
+        size = 0
+        if not encodings or (len(encodings) == 1 and encodings[0] in ("gzip", "x-gzip", "deflate")):
+            inflater = _Inflater(encodings[0]) if encodings else None
+            async for raw in response.aiter_raw():
+                data = inflater.decompress(raw, limit - size) if inflater is not None else raw
+                size += len(data)
+                if size > limit:
+                    raise _BodyTooLarge
+                chunks.append(data)
+            if inflater is not None:
+                tail = inflater.flush()
+                size += len(tail)
+                if size > limit:
+                    raise _BodyTooLarge
+                chunks.append(tail)
+        else:  # an encoding we did not ask for (br, zstd, stacked): httpx decodes, we still count
+            async for data in response.aiter_bytes():
+                size += len(data)
+                if size > limit:
+                    raise _BodyTooLarge
+                chunks.append(data)
+        return b"".join(chunks)
+
+    # -- many feeds -------------------------------------------------------------------------------
+
+    async def as_completed(self, reqs: Iterable[FeedRequest]) -> AsyncIterator[FetchResult]:
+        """Yield results as fetches finish; the semaphores bound what runs at once."""
+        tasks = [asyncio.create_task(self.fetch(r)) for r in reqs]
+        try:
+            for next_done in asyncio.as_completed(tasks):
+                yield await next_done
+        finally:
+            pending = [t for t in tasks if not t.done()]
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+
+    async def fetch_many(
+        self,
+        reqs: Iterable[FeedRequest],
+        on_result: Callable[[FetchResult], Awaitable[object] | object] | None = None,
+    ) -> list[FetchResult]:
+        """Fetch all ``reqs``; ``on_result`` (sync or async) sees each result as it completes."""
+        results: list[FetchResult] = []
+        async for result in self.as_completed(reqs):
+            results.append(result)
+            if on_result is not None:
+                ret = on_result(result)
+                if inspect.isawaitable(ret):
+                    await ret
+        return results
