@@ -33,8 +33,15 @@ Use::
 
     with FeedFarm(feeds=100, items=30, latency=0.05) as farm:
         farm.url(3)                      # http://127.0.0.1:PORT/feed/3.xml
-        farm.change(0.1, random.Random(1))
-        farm.stats()["not_modified"]
+        farm.items(3)                    # guids in feed 3, newest first
+        farm.change(0.1, random.Random(1))   # 10 feeds get a new item → their ETag changes
+        farm.stats()["not_modified"]     # requests, ok, not_modified, max_in_flight, connections ...
+
+    FeedFarm(1000, 30, latency=0.05, process=True, hosts=50)   # benchmarks: own process, and feed i
+                                         # on 127.0.0.{1 + i % 50} so per-host limits act as in real life
+
+Measured (2 shared cores, client in another process): ~1,000 cold 200s/s and ~2,000 304s/s with
+10,000 feeds; startup 0.2 s (bodies are rendered on first request, ~0.4 ms per 30-item feed).
 """
 
 from __future__ import annotations
@@ -514,11 +521,14 @@ class FarmServer:
             writer.write(
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\nContent-Length: %d\r\n\r\n" % size
             )
-            send = writer.write
         else:
             self._start_chunked(writer, 200, [("Content-Type", "application/rss+xml")])
 
-            def send(data: bytes) -> None:
+        def send(data: bytes) -> None:
+            if with_length:
+                self.stats.bytes_sent += len(data)
+                writer.write(data)
+            else:
                 self._chunk(writer, data)
 
         send(head)

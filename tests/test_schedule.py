@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -66,7 +67,7 @@ def test_retry_after_is_ignored_on_success() -> None:
 def test_backoff_doubles_per_failure_and_caps() -> None:
     waits = [backoff(n, S) for n in range(1, 12)]
     assert waits[0] == S.backoff_base
-    for a, b in zip(waits, waits[1:], strict=False):
+    for a, b in itertools.pairwise(waits):
         assert b == min(2 * a, S.backoff_max)
     assert waits[-1] == S.backoff_max
     assert backoff(10_000, S) == S.backoff_max  # no overflow
@@ -187,7 +188,8 @@ def test_jitter_never_goes_below_what_the_server_asked() -> None:
 
 
 def test_settings_accept_seconds_and_validate() -> None:
-    s = ScheduleSettings(default_interval=600, min_interval=60.0, max_interval=3600, jitter=0)
+    # plain numbers are seconds (config files give numbers); the annotation says timedelta
+    s = ScheduleSettings(default_interval=600, min_interval=60.0, max_interval=3600, jitter=0)  # type: ignore[arg-type]
     assert s.default_interval == timedelta(minutes=10)
     assert s.min_interval == timedelta(minutes=1)
     assert due(settings=s) == timedelta(minutes=10)

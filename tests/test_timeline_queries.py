@@ -151,22 +151,23 @@ def store(
     *,
     outcome: str = "ok",
     error: str | None = None,
+    now: datetime = NOW,
 ) -> None:
     upd = FeedUpdate(
         feed_id=feed_id,
         outcome=outcome,
         status=200 if outcome == "ok" else 500,
         error=error,
-        fetched_at=NOW - timedelta(minutes=5),
-        next_due_at=NOW + timedelta(minutes=25),
+        fetched_at=now - timedelta(minutes=5),
+        next_due_at=now + timedelta(minutes=25),
         consecutive_failures=0 if outcome == "ok" else 2,
         elapsed=0.05,
     )
-    ingest.apply_feed_result(engine, upd, [p[0] for p in pairs], [p[1] for p in pairs], now=NOW)
+    ingest.apply_feed_result(engine, upd, [p[0] for p in pairs], [p[1] for p in pairs], now=now)
 
 
-def seed(path: Path, n: int = 120, *, rng_seed: int = 7) -> Seeded:
-    """n items over 60 days across four feeds; some share a link (one article, two sources)."""
+def seed(path: Path, n: int = 120, *, rng_seed: int = 7, now: datetime = NOW) -> Seeded:
+    """n items over 60 days before ``now`` across four feeds; some share a link (one article, two sources)."""
     engine, feed_ids = fresh_engine(path)
     rng = random.Random(rng_seed)
     per_feed: dict[str, list[tuple[Entry, Tags]]] = {name: [] for name, _ in FEEDS}
@@ -179,9 +180,9 @@ def seed(path: Path, n: int = 120, *, rng_seed: int = 7) -> Seeded:
         phrases = " and ".join(PHRASES[k] for k in meds + obs) or "Kyiv"
         title = f"Item {i}: {words} near {phrases}"
         summary = f"Report {i} about {words}; mentions {phrases}."
-        published = NOW - timedelta(hours=i * 12 + rng.randint(0, 5))
+        published = now - timedelta(hours=i * 12 + rng.randint(0, 5))
         if i % 10 == 3:
-            published = NOW - timedelta(hours=(i - 1) * 12)  # ties on the timestamp
+            published = now - timedelta(hours=(i - 1) * 12)  # ties on the timestamp
         entry = make_entry(i, title=title, summary=summary, published=published, language=lang)
         relevant = i % 13 != 5
         if not relevant:  # the store keeps tag rows for relevant items only
@@ -195,7 +196,7 @@ def seed(path: Path, n: int = 120, *, rng_seed: int = 7) -> Seeded:
             dup = Entry(**{**_fields(dup), "link": entry.link})
             per_feed[other].append((dup, tags))
     for name, pairs in per_feed.items():
-        store(engine, feed_ids[name], pairs)
+        store(engine, feed_ids[name], pairs, now=now)
     return Seeded(engine, feed_ids, items)
 
 

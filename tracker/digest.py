@@ -524,10 +524,14 @@ def render_digest(digest: Digest, *, labels: Mapping[str, str] | None = None) ->
     """Render the subject, the text/plain body and the text/html body of a digest."""
     labels = labels or {}
     tz = digest.tz
+    web = safe_url(digest.web_url)
     sections = [
         {
             "kind": sec.kind,
             "label": sec.label,
+            "link": f"{web.rstrip('/')}/timeline?{sec.kind}={quote(sec.key)}"
+            if web and sec.kind != "other"
+            else None,
             "status": sec.status,
             "stories": [_story_view(s, tz, labels) for s in sec.stories],
             "see_also": [{"title": one_line(s.lead.title, 200), "where": w} for s, w in sec.see_also],
@@ -541,7 +545,7 @@ def render_digest(digest: Digest, *, labels: Mapping[str, str] | None = None) ->
         "item_count": digest.item_count,
         "story_count": digest.story_count,
         "sections": sections,
-        "web_url": safe_url(digest.web_url),
+        "web_url": web,
         "unsubscribe": digest.unsubscribe,
         "recipient": digest.recipient,
     }

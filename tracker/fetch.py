@@ -11,10 +11,12 @@ Why it is written around httpx rather than leaning on ``follow_redirects=True`` 
 * Limits: a semaphore per host (politeness) is taken *before* the global one, so feeds queued behind a
   busy host do not sit on global slots that other hosts could use.  The total timeout starts once the
   slots are held: waiting in our own queue is not the server being slow.
-* One ``httpx.AsyncClient`` (HTTP/1.1 keep-alive) per ``Fetcher``; its pool is sized to the global
-  concurrency.  httpx's pool bookkeeping costs CPU per request that grows with the number of open
-  connections (encode/httpx#3215), which is why the default concurrency is 20 (see docs/benchmarks).
-  Cookies are not kept: a feed reader has no session, and the cookie jar costs CPU on every response.
+* HTTP/1.1 keep-alive through httpx *transports* (connection pools), one set per host (``_HostPool``):
+  httpcore's pool bookkeeping grows quadratically with its connections (encode/httpx#3215), so small
+  per-host pools keep the CPU per request flat at any concurrency.  The ``AsyncClient`` layer is
+  skipped: cookies, auth and event hooks are nothing a feed fetch needs, and cost ~0.1 ms a request.
+  Idle connections of the ``keepalive_hosts`` most recently used hosts are kept.
+* Proxies come from ``FetchSettings.proxy`` only (environment variables are not read).
 """
 
 from __future__ import annotations
@@ -37,16 +39,19 @@ from types import TracebackType
 import httpx
 
 from tracker import __version__
+from tracker.models import FeedRequest, FetchOutcome, FetchResult
 
 try:  # httpcore runs `import sniffio` for every new connection; when it is absent, each failed import
     import sniffio  # noqa: F401  walks sys.path (~0.8 ms CPU per connection).  Cache the miss: a None
 except ImportError:  # entry makes `import sniffio` fail at once, and httpcore/anyio then assume asyncio.
     sys.modules["sniffio"] = None  # type: ignore[assignment]
-from tracker.models import FeedRequest, FetchOutcome, FetchResult
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 PERMANENT = frozenset({301, 308})
-ACCEPT = "application/rss+xml, application/atom+xml, application/rdf+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/rdf+xml, application/xml;q=0.9, "
+    "text/xml;q=0.9, */*;q=0.5"
+)
 DEFAULT_USER_AGENT = f"tracker/{__version__} (Ukraine-Russia peace-process news tracker; feed reader)"
 
 
@@ -60,10 +65,11 @@ class FetchSettings:
     total_timeout: float = 60.0  # seconds for the whole fetch, redirects and body included
     max_body_bytes: int = 10 * 1024 * 1024  # decompressed
     max_redirects: int = 5
-    concurrency: int = 20  # requests in flight, all hosts together
+    concurrency: int = 50  # requests in flight, all hosts together (CPU per request is flat: bench/fetch.py)
     per_host_concurrency: int = 4  # requests in flight to one host (scheme, host, port)
     keepalive_expiry: float = 30.0  # seconds an idle connection is kept for the next request
     keepalive_hosts: int = 100  # hosts whose idle connections are kept; least recently used go first
+    proxy: str | None = None  # e.g. "http://proxy.local:3128"
 
 
 class _BodyTooLarge(Exception):
@@ -162,6 +168,7 @@ def _utcnow() -> datetime:
 
 
 LANE_CONNECTIONS = 8  # connections per httpcore pool; see _HostPool
+HostKey = tuple[str, str, int | None]  # scheme, host, port
 
 
 class _HostPool:
@@ -173,9 +180,10 @@ class _HostPool:
     the global or per-host concurrency.
     """
 
-    __slots__ = ("busy", "lanes", "slot", "users")
+    __slots__ = ("busy", "key", "lanes", "slot", "users")
 
-    def __init__(self, lanes: list[httpx.AsyncBaseTransport], per_host: int) -> None:
+    def __init__(self, key: HostKey, lanes: list[httpx.AsyncBaseTransport], per_host: int) -> None:
+        self.key = key
         self.lanes = lanes
         self.busy = [0] * len(lanes)
         self.slot = asyncio.Semaphore(per_host)
@@ -213,7 +221,8 @@ class Fetcher:
             ).as_dict()
         }
         self._global: asyncio.Semaphore | None = None
-        self._pools: OrderedDict[tuple[str, str, int | None], _HostPool] = OrderedDict()
+        self._pools: dict[HostKey, _HostPool] = {}
+        self._idle: OrderedDict[HostKey, None] = OrderedDict()  # pools nobody uses, least recent first
 
     async def __aenter__(self) -> Fetcher:
         return self
@@ -226,6 +235,7 @@ class Fetcher:
     async def aclose(self) -> None:
         pools = list(self._pools.values())
         self._pools.clear()
+        self._idle.clear()
         for pool in pools:
             await self._close(pool)
         if self._shared_transport is not None:
@@ -243,7 +253,9 @@ class Fetcher:
             max_connections=size, max_keepalive_connections=size, keepalive_expiry=s.keepalive_expiry
         )
         return [
-            httpx.AsyncHTTPTransport(verify=self._ssl, limits=limits, http1=True, http2=False, retries=0)
+            httpx.AsyncHTTPTransport(
+                verify=self._ssl, limits=limits, http1=True, http2=False, retries=0, proxy=s.proxy
+            )
             for _ in range(n)
         ]
 
@@ -251,20 +263,20 @@ class Fetcher:
         key = (url.scheme, url.host, url.port)
         pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[key] = _HostPool(self._new_lanes(), self.settings.per_host_concurrency)
-        else:
-            self._pools.move_to_end(key)
+            pool = self._pools[key] = _HostPool(key, self._new_lanes(), self.settings.per_host_concurrency)
+        elif pool.users == 0:
+            del self._idle[key]
         pool.users += 1
         return pool
 
     async def _release(self, pool: _HostPool) -> None:
-        """Drop the least recently used idle pools beyond ``keepalive_hosts`` (bounds open sockets)."""
+        """Close the least recently used idle hosts beyond ``keepalive_hosts`` (bounds open sockets)."""
         pool.users -= 1
-        excess = len(self._pools) - self.settings.keepalive_hosts
-        if excess <= 0:
+        if pool.users:
             return
-        idle = [k for k, p in self._pools.items() if p.users == 0][:excess]
-        for key in idle:
+        self._idle[pool.key] = None
+        while len(self._idle) > self.settings.keepalive_hosts:
+            key, _ = self._idle.popitem(last=False)
             await self._close(self._pools.pop(key))
 
     async def _close(self, pool: _HostPool) -> None:
@@ -443,6 +455,10 @@ class Fetcher:
         length = response.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             raise _BodyTooLarge
+        if response.is_stream_consumed:  # a transport that handed over the whole body (MockTransport)
+            if len(response.content) > limit:
+                raise _BodyTooLarge
+            return response.content
         encodings = [e.strip() for e in response.headers.get("content-encoding", "").lower().split(",")]
         encodings = [e for e in encodings if e and e != "identity"]
         chunks: list[bytes] = []

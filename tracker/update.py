@@ -26,13 +26,12 @@ from sqlalchemy.engine import Engine
 from tracker.fetch import Fetcher, FetchSettings
 from tracker.models import Entry, FetchResult, ParsedFeed, Tags
 from tracker.parse import parse_feed
-from tracker.schedule import ScheduleSettings, next_due
+from tracker.schedule import ScheduleSettings, item_rate, next_due
 from tracker.store import ingest
 from tracker.store.ingest import ClaimedFeed, FeedUpdate, WriteCounts
 
 log = logging.getLogger("tracker.update")
 
-RATE_SMOOTHING = 0.3  # weight of the newest observation in the items-per-day average
 LEASE = timedelta(minutes=10)
 
 
@@ -81,11 +80,7 @@ def decide(
     schedule: ScheduleSettings,
     rand: float,
 ) -> FeedUpdate:
-    """The feed's new state after a fetch (pure).
-
-    The publishing rate that drives the adaptive interval counts the entries published since the
-    previous fetch, so it is known before anything is written.
-    """
+    """The feed's new state after a fetch (pure)."""
     outcome = result.outcome
     error = result.error
     status = result.status
@@ -93,11 +88,9 @@ def decide(
         outcome, error = "error", processed.parsed.error
     failures = 0 if outcome in ("ok", "not_modified") else claimed.consecutive_failures + 1
     rate = claimed.new_items_rate
-    if outcome in ("ok", "not_modified") and claimed.last_fetched_at is not None:
-        since = claimed.last_fetched_at
-        new_items = sum(1 for e in processed.parsed.entries if e.published > since) if processed else 0
-        days = max((now - claimed.last_fetched_at).total_seconds() / 86400, 1 / 1440)
-        rate = (1 - RATE_SMOOTHING) * rate + RATE_SMOOTHING * (new_items / days)
+    if outcome == "ok" and processed is not None:
+        # The document itself says how often the feed publishes; a 304 keeps the last estimate.
+        rate = item_rate((e.published for e in processed.parsed.entries), now=now, window=schedule.rate_window)
     parsed = processed.parsed if processed else None
     due = next_due(
         now=now,

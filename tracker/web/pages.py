@@ -62,7 +62,7 @@ def safe_link(url: str | None) -> str | None:
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 def overview_page(request: Request, state: State) -> HTMLResponse:
     ov = state.overview()
-    yesterday = (ov.updated_at - timedelta(days=1)).date().isoformat()
+    yesterday = (ov.updated_at - timedelta(days=1)).strftime("%Y-%m-%dT%H:%MZ")  # the last 24 hours
     return page(request, state, "overview", ov=ov, feeds=ov.feeds, now=ov.updated_at, yesterday=yesterday)
 
 
