@@ -112,9 +112,10 @@ def main() -> None:
     ap.add_argument("--changed", type=float, default=0.1, help="fraction of feeds changed before cycle 3")
     args = ap.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="tracker-bench-") as tmp, FeedFarm(
-        args.feeds, args.items, latency=args.latency, process=True
-    ) as farm:
+    with (
+        tempfile.TemporaryDirectory(prefix="tracker-bench-") as tmp,
+        FeedFarm(args.feeds, args.items, latency=args.latency, process=True) as farm,
+    ):
         cfg = Path(tmp) / "feeds.yaml"
         db = Path(tmp) / "tracker.db"
         write_config(cfg, farm, args.concurrency)
@@ -136,8 +137,10 @@ def main() -> None:
         cold, unchanged = cycles[0], cycles[1]
         print(f"summary line (cold): {cold.output}")
         ratio = cold.cpu / unchanged.cpu if unchanged.cpu else float("inf")
-        print(f"cold CPU / unchanged CPU = {ratio:.1f}x; CPU per stored item (cold) = "
-              f"{cold.cpu / max(cold.new_items, 1) * 1000:.3f} ms")
+        print(
+            f"cold CPU / unchanged CPU = {ratio:.1f}x; CPU per stored item (cold) = "
+            f"{cold.cpu / max(cold.new_items, 1) * 1000:.3f} ms"
+        )
 
 
 if __name__ == "__main__":

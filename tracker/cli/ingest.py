@@ -7,7 +7,7 @@ import csv
 import json
 import sys
 from collections.abc import Iterator
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ def open_app(ctx: typer.Context) -> tracker_app.App:
         raise typer.Exit(EXIT_USAGE) from exc
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     text = "text"
     json = "json"
 
@@ -99,7 +99,9 @@ def check(
         raise typer.Exit(EXIT_RUNTIME)
 
 
-feeds_app = typer.Typer(help="List feeds with their health; import or export OPML.", invoke_without_command=True)
+feeds_app = typer.Typer(
+    help="List feeds with their health; import or export OPML.", invoke_without_command=True
+)
 app.add_typer(feeds_app, name="feeds")
 
 
@@ -200,7 +202,7 @@ def poll(
     print(summary.line())
 
 
-class ExportFormat(str, Enum):
+class ExportFormat(StrEnum):
     jsonl = "jsonl"
     csv = "csv"
 
