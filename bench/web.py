@@ -128,8 +128,7 @@ def seed(db: Path, n: int, *, now: datetime, rng_seed: int = 1) -> float:
     con.execute("PRAGMA synchronous=OFF")
     con.execute("PRAGMA cache_size=-400000")
     triggers = [
-        r[0]
-        for r in con.execute("SELECT sql FROM sqlite_master WHERE type='trigger' AND name LIKE 'item_fts_%'")
+        r[0] for r in con.execute("SELECT sql FROM sqlite_master WHERE type='trigger' AND name LIKE 'item_fts_%'")
     ]
     for name in ("item_fts_ai", "item_fts_ad", "item_fts_au"):
         con.execute(f"DROP TRIGGER IF EXISTS {name}")
@@ -205,8 +204,7 @@ def seed(db: Path, n: int, *, now: datetime, rng_seed: int = 1) -> float:
             items,
         )
         con.executemany(
-            "INSERT INTO item_source (item_id, feed_id, dedup_key, content_hash, seen_at)"
-            " VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO item_source (item_id, feed_id, dedup_key, content_hash, seen_at) VALUES (?, ?, ?, ?, ?)",
             sources,
         )
         con.executemany("INSERT INTO item_tag (item_id, tag, kind, published_at) VALUES (?, ?, ?, ?)", tags)
@@ -401,9 +399,7 @@ def report(plan: list[tuple[str, str, str]], times: dict[str, list[float]], meta
 def write_markdown(path: Path, body: str) -> None:
     """Replace (or add) the "## Web" section; other sections belong to other benchmarks."""
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    section = (
-        f"## Web\n\n{body}\n\nReproduce: `python bench/web.py` (see the script's docstring for options).\n"
-    )
+    section = f"## Web\n\n{body}\n\nReproduce: `python bench/web.py` (see the script's docstring for options).\n"
     lines = text.splitlines(keepends=True)
     start = next((i for i, ln in enumerate(lines) if ln.strip() == "## Web"), None)
     if start is None:
@@ -443,12 +439,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seconds", type=float, default=20.0, help="request time per run")
     ap.add_argument("--db", type=Path, default=Path("/tmp/tracker-bench-web.db"))
     ap.add_argument("--reuse", action="store_true", help="keep an existing database with that many items")
-    ap.add_argument(
-        "--overview-ttl", type=float, default=5.0, help="overview cache (0: compute every request)"
-    )
-    ap.add_argument(
-        "--write-every", type=float, default=1.0, help="seconds between writer batches (0: no writer)"
-    )
+    ap.add_argument("--overview-ttl", type=float, default=5.0, help="overview cache (0: compute every request)")
+    ap.add_argument("--write-every", type=float, default=1.0, help="seconds between writer batches (0: no writer)")
     ap.add_argument("--write-batch", type=int, default=20, help="items per writer batch")
     ap.add_argument("--markdown", type=Path, nargs="?", const=ROOT / "docs" / "benchmarks.md", default=None)
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -474,9 +466,7 @@ def main(argv: list[str] | None = None) -> None:
     me = [sys.executable, __file__, "--db", str(args.db)]
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        server = subprocess.Popen(
-            [*me, "--serve", "--port", str(port), "--overview-ttl", str(args.overview_ttl)]
-        )
+        server = subprocess.Popen([*me, "--serve", "--port", str(port), "--overview-ttl", str(args.overview_ttl)])
         procs.append(server)
         wait_ready(base, server)
         if args.write_every > 0:

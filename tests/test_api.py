@@ -83,9 +83,7 @@ def test_timeline_api_pages_through_the_whole_filtered_log(api: Api) -> None:
             want.reverse()
         got: list[str] = []
         pages: list[list[str]] = []
-        url: str | None = (
-            api.base + "/api/timeline?" + "&".join(f"{k}={v}" for k, v in params.items()) + "&limit=6"
-        )
+        url: str | None = api.base + "/api/timeline?" + "&".join(f"{k}={v}" for k, v in params.items()) + "&limit=6"
         while url:
             doc = httpx.get(url, timeout=20).json()
             ids = [e["id"] for e in doc["entries"]]
@@ -113,9 +111,7 @@ def test_item_api_has_content_and_every_source(api: Api) -> None:
     assert doc["content_html"] == shared.content_html
     assert [f["name"] for f in doc["feeds"]] == ["Meduza", "Ukrainska Pravda"]
     assert doc["sources"] == ["Meduza", "Ukrainska Pravda"]
-    assert {e["phrase"] for e in doc["evidence"]} <= set(
-        shared.text.split("\n")[0].split(" near ")[1].split(" and ")
-    )
+    assert {e["phrase"] for e in doc["evidence"]} <= set(shared.text.split("\n")[0].split(" near ")[1].split(" and "))
     r = api.get("/api/items/999999")
     assert r.status_code == 404 and r.json() == {"detail": "no item 999999"}
 
@@ -159,9 +155,7 @@ def test_atom_feeds_parse_back_with_feedparser(api: Api) -> None:
     with api.seeded.engine.connect() as conn:
         want = tq.timeline_entries(conn, limit=50)
     assert len(feed.entries) == 50
-    assert [e.title for e in feed.entries] == [
-        ("[baseline] " if w.kind == "baseline" else "") + w.title for w in want
-    ]
+    assert [e.title for e in feed.entries] == [("[baseline] " if w.kind == "baseline" else "") + w.title for w in want]
     assert len({e.id for e in feed.entries}) == 50
     assert any(e.title == HOSTILE_TITLE for e in feed.entries)  # markup in a title survives as text
     by_title = {e.title: e for e in feed.entries}
@@ -203,7 +197,7 @@ def test_atom_drops_characters_xml_cannot_carry() -> None:
     f = feedparser.parse(body)
     assert (
         not f.bozo
-        and f.entries[0].title == "bad  chars "
+        and f.entries[0].title.strip() == "bad  chars"
         and f.entries[0].link == "http://example.org/a?x=1&y=<2>"
     )
 
@@ -233,9 +227,7 @@ def test_cli_status_json_equals_the_api(tmp_path: Path) -> None:
         assert from_cli.pop("updated_at") and from_api.pop("updated_at")
         assert from_cli == from_api
         assert from_api["mediators"] and from_api["obstacles"]
-        api_tl = httpx.get(
-            base + "/api/timeline", params={"limit": 12, "since": "2020-01-01"}, timeout=20
-        ).json()
+        api_tl = httpx.get(base + "/api/timeline", params={"limit": 12, "since": "2020-01-01"}, timeout=20).json()
         cli_tl = json.loads(
             _cli(
                 config,

@@ -42,9 +42,7 @@ SCREENSHOT = ROOT / "docs" / "screenshot-overview.png"
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(
-        shutil.which(CHROMIUM) is None, reason="headless Chromium (/usr/bin/chromium) is absent"
-    ),
+    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="headless Chromium (/usr/bin/chromium) is absent"),
 ]
 
 
@@ -312,17 +310,13 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
         config_feeds = []
         for name, items in feeds.items():
             path = "/" + name.lower().replace(" ", "-") + ".xml"
-            server.expect_request(path).respond_with_data(
-                rss(name, items, now), content_type="application/rss+xml"
-            )
+            server.expect_request(path).respond_with_data(rss(name, items, now), content_type="application/rss+xml")
             config_feeds.append((name, server.url_for(path), LANGUAGE.get(name, "en")))
         server.expect_request(FAILING[1]).respond_with_data("down", status=500)
         config_feeds.append((FAILING[0], server.url_for(FAILING[1]), "en"))
         app = build_app(tmp / "tracker.db", write_config(tmp / "feeds.yaml", config_feeds))
         tracker_app.init(app)
-        with Poller(
-            app.engine, fetch=app.fetch_settings, schedule=app.schedule_settings, processes=0
-        ) as poller:
+        with Poller(app.engine, fetch=app.fetch_settings, schedule=app.schedule_settings, processes=0) as poller:
             summary = asyncio.run(poller.poll(include_not_due=True))
         assert summary.new >= len(NEWS) - 1, summary.line()
     with serving(create_app(app, overview_ttl=0)) as base:
@@ -355,9 +349,7 @@ def test_filters_search_and_pagination_work_without_javascript(browser: Any, liv
     context = browser.new_context(java_script_enabled=False)
     page = context.new_page()
     page.goto(live.base + "/timeline")
-    turkey = next(
-        k for k in taxonomy_keys(live.app) if k.kind == "mediator" and k.key in ("turkey", "turkiye")
-    )
+    turkey = next(k for k in taxonomy_keys(live.app) if k.kind == "mediator" and k.key in ("turkey", "turkiye"))
     page.select_option("select[name=mediator]", turkey.key)
     page.click("form.filters button[type=submit]")
     assert f"mediator={turkey.key}" in page.url
@@ -408,9 +400,7 @@ HOSTILE_FEED = """<?xml version="1.0"?>
 
 def sanitizer_cases() -> list[Path]:
     files = sorted(
-        p
-        for p in CORPUS.rglob("*")
-        if p.is_file() and re.search(r"sanitiz|xss", str(p.relative_to(CORPUS)), re.I)
+        p for p in CORPUS.rglob("*") if p.is_file() and re.search(r"sanitiz|xss", str(p.relative_to(CORPUS)), re.I)
     )
     return files
 
@@ -490,11 +480,7 @@ def test_no_script_runs_from_any_sanitizer_case(browser: Any, hostile: HostileSi
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.on(
         "console",
-        lambda m: (
-            violations.append(m.text)
-            if "Refused to execute" in m.text or "Refused to run" in m.text
-            else None
-        ),
+        lambda m: violations.append(m.text) if "Refused to execute" in m.text or "Refused to run" in m.text else None,
     )
 
     def check(path: str) -> None:

@@ -55,9 +55,7 @@ def serving(web: FastAPI) -> Iterator[str]:
     """uvicorn in a thread on a free port; yields the base URL."""
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(
-            web, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off"
-        )
+        uvicorn.Config(web, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off")
     )
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()
@@ -290,9 +288,7 @@ def test_search_language_source_and_date_filters(site: Site) -> None:
         "/timeline?since=2026-11-01&until=2026-11-10&limit=200": TimelineFilter(
             since=NOW.replace(day=1, hour=0), until=NOW.replace(day=11, hour=0)
         ),
-        "/timeline?obstacle=territory&mediator=china&limit=200": TimelineFilter(
-            obstacle="territory", mediator="china"
-        ),
+        "/timeline?obstacle=territory&mediator=china&limit=200": TimelineFilter(obstacle="territory", mediator="china"),
     }
     for path, flt in cases.items():
         want = walk(site.seeded.engine, flt, limit=200)
@@ -386,12 +382,27 @@ def test_overview_cache_expires(tmp_path: Path) -> None:
     state = web.state.tracker
     first = state.overview()
     assert state.overview() is first  # cached
-    entry = make_entry(
-        777, title="Beijing sends envoy", summary="Beijing envoy", published=NOW, language="en"
-    )
+    entry = make_entry(777, title="Beijing sends envoy", summary="Beijing envoy", published=NOW, language="en")
     store(seeded.engine, seeded.feed_ids["Meduza"], [(entry, tags_for(entry, ["china"], []))])
     assert state.overview() is first
     state.invalidate()
     fresh = state.overview()
     china = next(s for s in fresh.mediators if s.key == "china")
     assert china.latest[0].title == "Beijing sends envoy"
+
+
+def test_highlight_escapes_everything_and_marks_phrases() -> None:
+    from tracker.web.render import highlight, safe_link, spark_bars
+
+    ev = [Evidence("turkey", "mediator", "Istanbul", 0, 8), Evidence("territory", "obstacle", "<occupied>", 0, 0)]
+    out = str(highlight('<i>ISTANBUL</i> & the <occupied> "lands" until union', ev, terms=["un"]))
+    assert out == (
+        '&lt;i&gt;<mark class="ev-mediator">ISTANBUL</mark>&lt;/i&gt; &amp; the '
+        '<mark class="ev-obstacle">&lt;occupied&gt;</mark> &#34;lands&#34; until union'
+    )  # "un" is a word to search, not a substring of "until" or "union"
+    assert str(highlight("talks in Riyadh", terms=["riyadh"])) == 'talks in <mark class="q">Riyadh</mark>'
+    assert str(highlight("a " * 200, limit=20)).endswith("…") and len(str(highlight("a " * 200, limit=20))) < 25
+    assert safe_link("javascript:alert(1)") is None and safe_link(" JavaScript:x") is None
+    assert safe_link("https://example.org/a") == "https://example.org/a"
+    bars = spark_bars([0, 5, 10], ["d1", "d2", "d3"])
+    assert [b.height for b in bars] == [1, 17, 34] and bars[2].y == 2

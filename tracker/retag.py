@@ -68,7 +68,7 @@ def retag_all(
             if not rows:
                 break
             for r in rows:
-                tags = tagger.tag(r.title, r.text, lang=r.language)
+                tags = tagger.tag(r.text, lang=r.language)
                 mediators = " ".join(tags.mediators)
                 obstacles = " ".join(tags.obstacles)
                 evidence = evidence_json(tags)

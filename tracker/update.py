@@ -10,6 +10,7 @@ nothing.  A failing feed is recorded as that feed's error; nothing a feed does s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -20,6 +21,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -136,7 +138,7 @@ def process_document(
 
     parsed = parse_feed(content, url=url, headers=headers, now=now)
     tagger = default_tagger()
-    tags = tuple(tagger.tag(e.title, e.text, lang=e.language or language) for e in parsed.entries)
+    tags = tuple(tagger.tag(e.text, lang=e.language or language) for e in parsed.entries)
     return Processed(parsed, tags)
 
 
@@ -260,6 +262,15 @@ class Poller:
         summary.seconds = time.perf_counter() - started
         return summary
 
+    async def _process(self, args: tuple[Any, ...]) -> Processed:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self.pool, process_document, *args)
+        except BrokenProcessPool:
+            log.warning("parse pool broke (a worker died); restarting it")
+            self._pool = None
+            return await loop.run_in_executor(self.pool, process_document, *args)
+
     async def _handle(self, feed: ClaimedFeed, result: FetchResult, summary: CycleSummary) -> None:
         loop = asyncio.get_running_loop()
         now = self.clock()
@@ -267,11 +278,10 @@ class Poller:
         if result.outcome == "ok" and result.content is not None:
             args = (result.content, dict(result.headers), result.url, now, feed.language)
             try:
-                processed = await loop.run_in_executor(self.pool, process_document, *args)
-            except BrokenProcessPool:
-                log.warning("parse pool broke; restarting it")
-                self._pool = None
-                processed = await loop.run_in_executor(self.pool, process_document, *args)
+                processed = await self._process(args)
+            except Exception as exc:  # a parser bug or a dead worker is this feed's error, not the cycle's
+                log.exception("feed %s: processing failed", feed.name)
+                result = dataclasses.replace(result, outcome="error", content=None, error=f"processing failed: {exc!r}")
         entries: tuple[Entry, ...] = processed.parsed.entries if processed else ()
         tags = processed.tags if processed else ()
 

@@ -50,9 +50,7 @@ def _write_json(data: Any) -> None:
 @app.command()
 def status(
     ctx: typer.Context,
-    fmt: Format = typer.Option(
-        Format.text, "--format", help="text (tables) or json (same as GET /api/status)."
-    ),
+    fmt: Format = typer.Option(Format.text, "--format", help="text (tables) or json (same as GET /api/status)."),
 ) -> None:
     """Latest status of every mediator and obstacle: newest entries and activity over 30 days."""
     from tracker.web.schemas import status_payload
@@ -66,8 +64,7 @@ def status(
         return
     feeds = payload["feeds"]
     out.print(
-        f"feeds: {feeds['enabled']} enabled, {feeds['failing']} failing; "
-        f"last poll {_short(feeds['last_polled_at'])}",
+        f"feeds: {feeds['enabled']} enabled, {feeds['failing']} failing; last poll {_short(feeds['last_polled_at'])}",
         highlight=False,
     )
     for group in ("mediators", "obstacles"):
@@ -110,9 +107,7 @@ def timeline(
     search: str | None = typer.Option(None, "--search", "-q", help="Full-text search in title and summary."),
     order: Order = typer.Option(Order.desc, help="desc: newest first; asc: oldest first."),
     limit: int = typer.Option(30, min=1, max=10_000, help="How many entries."),
-    fmt: Format = typer.Option(
-        Format.text, "--format", help="text or json (entries as in GET /api/timeline)."
-    ),
+    fmt: Format = typer.Option(Format.text, "--format", help="text or json (entries as in GET /api/timeline)."),
 ) -> None:
     """The status log: baseline events and relevant news, filtered."""
     from tracker.models import TimelineEntry
@@ -143,9 +138,7 @@ def timeline(
                 break
             cursor = page.next
     if fmt is Format.json:
-        _write_json(
-            [EntryOut.model_validate(entry_record(e, relevant=True)).model_dump(mode="json") for e in entries]
-        )
+        _write_json([EntryOut.model_validate(entry_record(e, relevant=True)).model_dump(mode="json") for e in entries])
         return
     if not entries:
         err.print("no entries match", highlight=False)

@@ -2,36 +2,33 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, time
 
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
-from tracker.models import TimelineEntry
+from tracker.timeline import BaselineEvent as BaselineSpec
+from tracker.timeline import load_baseline_events
 from tracker.store.tables import BaselineEvent
 
 BASELINE = BaselineEvent.__table__  # type: ignore[attr-defined]
 
 
-def load(engine: Engine, *, now: datetime, events: tuple[TimelineEntry, ...] | None = None) -> int:
-    """Replace the stored baseline with the versioned file's events; returns how many."""
-    if events is None:
-        from tracker.tag import load_baseline
-
-        events = load_baseline()
+def load(engine: Engine, *, now: datetime, events: list[BaselineSpec] | None = None) -> int:
+    """Make the stored baseline equal the versioned file's events; returns how many."""
     rows = [
         {
-            "slug": e.id.removeprefix("b:"),
-            "date": e.date,
-            "precision": e.date_precision,
+            "slug": e.slug,
+            "date": datetime.combine(e.date, time(), tzinfo=UTC),
+            "precision": e.precision,
             "date_label": e.date_label,
             "title": e.title,
             "summary": e.summary,
             "mediators": " ".join(e.mediators),
             "obstacles": " ".join(e.obstacles),
-            "passage": e.evidence[0].phrase if e.evidence else "",
+            "passage": e.passage,
         }
-        for e in events
+        for e in (events if events is not None else load_baseline_events())
     ]
     with engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
         current = {r.slug: r for r in conn.execute(select(BASELINE))}

@@ -76,9 +76,7 @@ class TimelineFilter:
     baseline: bool = True  # include the seed's baseline events
 
     def is_empty(self) -> bool:
-        return not any(
-            (self.mediator, self.obstacle, self.source, self.language, self.since, self.until, self.q)
-        )
+        return not any((self.mediator, self.obstacle, self.source, self.language, self.since, self.until, self.q))
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -332,9 +330,7 @@ def _item_query(conn: Connection, flt: TimelineFilter) -> tuple[Select[Any], Any
             else:
                 walk = match
         elif conn.dialect.name == "postgresql":
-            query = query.where(
-                text(f"{_PG_DOC} @@ plainto_tsquery('simple', :q)").bindparams(q=" ".join(terms))
-            )
+            query = query.where(text(f"{_PG_DOC} @@ plainto_tsquery('simple', :q)").bindparams(q=" ".join(terms)))
         else:  # pragma: no cover - only SQLite and PostgreSQL are supported
             for t in terms:
                 query = query.where(or_(ITEM.c.title.ilike(f"%{t}%"), ITEM.c.summary.ilike(f"%{t}%")))
@@ -626,8 +622,7 @@ def _daily_counts(conn: Connection, keys: list[str], start: datetime) -> dict[tu
 def _daily_counts_sql(nkeys: int) -> Any:
     """One statement of nkeys x 30 scalar counts (built once: building it per request costs 20 ms)."""
     cols = [
-        f"(SELECT count(*) FROM item_tag WHERE tag = :k{n}"
-        f" AND published_at >= :d{i} AND published_at < :d{i + 1})"
+        f"(SELECT count(*) FROM item_tag WHERE tag = :k{n} AND published_at >= :d{i} AND published_at < :d{i + 1})"
         for n in range(nkeys)
         for i in range(ACTIVITY_DAYS)
     ]
@@ -639,9 +634,7 @@ def _recent_counts(conn: Connection, keys: list[str], since: datetime) -> dict[s
     if not keys:
         return {}
     rows = conn.execute(
-        select(TAG.c.tag, func.count())
-        .where(TAG.c.tag.in_(keys), TAG.c.published_at >= since)
-        .group_by(TAG.c.tag)
+        select(TAG.c.tag, func.count()).where(TAG.c.tag.in_(keys), TAG.c.published_at >= since).group_by(TAG.c.tag)
     )
     return {r[0]: int(r[1]) for r in rows}
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from xml.etree import ElementTree as ET
 
 from tracker.models import TimelineEntry
+from tracker.web.render import safe_link
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 ID_PREFIX = "tag:tracker.invalid,2022:"
@@ -62,11 +63,12 @@ def atom_feed(
         _el(item, "title", prefix + e.title, type="text")
         _el(item, "updated", e.date.isoformat())
         _el(item, "published", e.date.isoformat())
-        if e.link:
-            _el(item, "link", rel="alternate", type="text/html", href=e.link)
+        link = safe_link(e.link)
+        if link:
+            _el(item, "link", rel="alternate", type="text/html", href=link)
         if e.kind == "item":
             page = f"{base_url}/items/{e.id.removeprefix('i:')}"
-            _el(item, "link", rel="related" if e.link else "alternate", type="text/html", href=page)
+            _el(item, "link", rel="related" if link else "alternate", type="text/html", href=page)
         for src in e.sources:
             a = _el(item, "author")
             _el(a, "name", src)

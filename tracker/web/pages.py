@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
@@ -13,7 +12,7 @@ from tracker.store import queries
 from tracker.store import timeline_queries as tq
 from tracker.web.atom import atom_feed
 from tracker.web.params import TimelineQuery, timeline_query
-from tracker.web.render import render
+from tracker.web.render import render, safe_link
 from tracker.web.state import WebState
 
 router = APIRouter()
@@ -46,17 +45,6 @@ def public_base(request: Request, state: WebState) -> str:
     """Absolute links use TRACKER_BASE_URL when set (behind a proxy), else the request's own URL."""
     configured = getattr(state.app.settings, "base_url", None)
     return str(configured or request.base_url).rstrip("/")
-
-
-def safe_link(url: str | None) -> str | None:
-    """Only http(s) links leave this site; a ``javascript:`` link in a feed becomes no link."""
-    if not url:
-        return None
-    try:
-        scheme = urlsplit(url).scheme.lower()
-    except ValueError:
-        return None
-    return url if scheme in ("http", "https") else None
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -107,6 +95,7 @@ def timeline_html(
         newer_url=newer_url,
         older_url=older_url,
         atom_url=atom_url,
+        terms=tq.search_terms(query.flt.q),
     )
 
 
@@ -117,9 +106,7 @@ def item_page(request: Request, state: State, item_id: int) -> HTMLResponse:
         feeds = tq.feed_summary(conn)
     if detail is None:
         raise HTTPException(status_code=404, detail=f"There is no item {item_id}.")
-    return page(
-        request, state, "item", d=detail, e=detail.entry, link=safe_link(detail.entry.link), feeds=feeds
-    )
+    return page(request, state, "item", d=detail, e=detail.entry, link=safe_link(detail.entry.link), feeds=feeds)
 
 
 @router.get("/feeds", response_class=HTMLResponse, include_in_schema=False)
@@ -160,9 +147,7 @@ def _atom(
     responses={200: {"content": {"application/atom+xml": {}}}},
 )
 def atom_all(request: Request, state: State) -> Response:
-    return _atom(
-        request, state, tq.TimelineFilter(), title="Peace process status log", feed_id="log", html="/timeline"
-    )
+    return _atom(request, state, tq.TimelineFilter(), title="Peace process status log", feed_id="log", html="/timeline")
 
 
 @router.get(

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -24,8 +25,25 @@ STATIC = Path(__file__).resolve().parent / "static"
 KIND_CLASSES = {"mediator": "ev-mediator", "obstacle": "ev-obstacle"}
 
 
-def highlight(text: str | None, evidence: Iterable[Evidence] = (), *, limit: int | None = None) -> Markup:
-    """``text`` escaped, with every occurrence of an evidence phrase wrapped in ``<mark>``.
+def safe_link(url: str | None) -> str | None:
+    """Only http(s) links leave this site; a ``javascript:`` link in a feed becomes no link."""
+    if not url:
+        return None
+    try:
+        scheme = urlsplit(url.strip()).scheme.lower()
+    except ValueError:
+        return None
+    return url if scheme in ("http", "https") else None
+
+
+def highlight(
+    text: str | None,
+    evidence: Iterable[Evidence] = (),
+    *,
+    limit: int | None = None,
+    terms: Iterable[str] = (),
+) -> Markup:
+    """``text`` escaped, with every occurrence of an evidence phrase (or search term) in ``<mark>``.
 
     Phrases are found again in the displayed text (case-insensitive) because evidence offsets index
     the tagged text (title + summary + content), not the string being shown.
@@ -34,20 +52,29 @@ def highlight(text: str | None, evidence: Iterable[Evidence] = (), *, limit: int
     if limit is not None and len(text) > limit:
         cut = text.rfind(" ", 0, limit)
         text = text[: cut if cut > limit // 2 else limit].rstrip(" ,.;:") + "…"
-    phrases: dict[str, str] = {}
+    classes: dict[str, str] = {}  # casefolded phrase -> mark class
+    alternatives: list[tuple[int, str]] = []
     for ev in evidence:
-        if ev.phrase.strip() and ev.kind in KIND_CLASSES:
-            phrases.setdefault(ev.phrase.casefold(), KIND_CLASSES[ev.kind])
-    if not phrases:
+        key = ev.phrase.casefold()
+        if ev.phrase.strip() and ev.kind in KIND_CLASSES and key not in classes:
+            classes[key] = KIND_CLASSES[ev.kind]
+            alternatives.append((len(key), re.escape(ev.phrase)))
+    for term in terms:
+        key = term.casefold()
+        if term.strip() and key not in classes:
+            classes[key] = "q"
+            alternatives.append((len(key), rf"\b{re.escape(term)}\b"))
+    if not alternatives:
         return Markup(escape(text))
-    pattern = re.compile(
-        "|".join(re.escape(p) for p in sorted(phrases, key=len, reverse=True)), re.IGNORECASE | re.UNICODE
-    )
+    alternatives.sort(key=lambda a: -a[0])  # longest first
+    pattern = re.compile("|".join(a for _, a in alternatives), re.IGNORECASE | re.UNICODE)
     out: list[str] = []
     pos = 0
     for m in pattern.finditer(text):
+        if m.end() == m.start():
+            continue
         out.append(str(escape(text[pos : m.start()])))
-        cls = phrases.get(m.group(0).casefold(), "ev-mediator")
+        cls = classes.get(m.group(0).casefold(), "q")
         out.append(f'<mark class="{cls}">{escape(m.group(0))}</mark>')
         pos = m.end()
     out.append(str(escape(text[pos:])))
@@ -60,9 +87,7 @@ def evidence_context(text: str, ev: Evidence, *, width: int = 90) -> Markup:
     if not (0 <= start < end <= len(text)) or text[start:end].casefold() != ev.phrase.casefold():
         m = re.search(re.escape(ev.phrase), text, re.IGNORECASE) if ev.phrase else None
         if m is None:
-            return Markup(
-                f'<mark class="{KIND_CLASSES.get(ev.kind, "ev-mediator")}">{escape(ev.phrase)}</mark>'
-            )
+            return Markup(f'<mark class="{KIND_CLASSES.get(ev.kind, "ev-mediator")}">{escape(ev.phrase)}</mark>')
         start, end = m.start(), m.end()
     left = max(0, start - width)
     right = min(len(text), end + width)

@@ -146,8 +146,7 @@ def item_payload(detail: tq.ItemDetail) -> ItemOut:
             "ingested_at": detail.ingested_at,
             "date_fallback": detail.date_fallback,
             "feeds": [
-                {"feed_id": s.feed_id, "name": s.name, "url": s.url, "seen_at": s.seen_at}
-                for s in detail.sources
+                {"feed_id": s.feed_id, "name": s.name, "url": s.url, "seen_at": s.seen_at} for s in detail.sources
             ],
         }
     )

@@ -70,9 +70,7 @@ def taxonomy_keys(app: App) -> list[TaxonomyKey]:
     return keys_of(load_taxonomy(overrides=overrides or None))
 
 
-def status_overview(
-    app: App, keys: list[TaxonomyKey] | None = None, *, now: datetime | None = None
-) -> Overview:
+def status_overview(app: App, keys: list[TaxonomyKey] | None = None, *, now: datetime | None = None) -> Overview:
     return tq.read_overview(app.engine, keys if keys is not None else taxonomy_keys(app), now=now or utcnow())
 
 

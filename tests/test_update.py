@@ -1,0 +1,128 @@
+"""A whole polling cycle against a real local feed server and a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from feedfarm import FeedFarm
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from tracker.fetch import FetchSettings
+from tracker.models import FeedRequest, FetchResult
+from tracker.schedule import ScheduleSettings
+from tracker.store import ingest, queries, schema
+from tracker.store.db import make_engine
+from tracker.store.ingest import ClaimedFeed, FeedSpec
+from tracker.update import Poller, Processed, decide
+
+FAST = FetchSettings(concurrency=20, per_host_concurrency=20, read_timeout=2, total_timeout=5)
+SCHEDULE = ScheduleSettings()
+
+
+def make_db(tmp_path: Path, urls: list[str]) -> Engine:
+    engine = make_engine(f"sqlite:///{tmp_path / 'tracker.db'}")
+    schema.upgrade(engine)
+    ingest.sync_feeds(engine, [FeedSpec(u, f"feed {i}") for i, u in enumerate(urls)])
+    return engine
+
+
+def poll(engine: Engine, *, include_not_due: bool = True) -> object:
+    with Poller(engine, fetch=FAST, schedule=SCHEDULE, processes=0) as p:
+        return asyncio.run(p.poll(include_not_due=include_not_due))
+
+
+def stored_guids(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(ingest.SOURCE.c.dedup_key)).scalars().all()
+    return [r.removeprefix("guid:") for r in rows]
+
+
+def test_cold_then_unchanged_then_changed(tmp_path: Path) -> None:
+    with FeedFarm(feeds=6, items=5) as farm:
+        engine = make_db(tmp_path, farm.urls())
+        cold = poll(engine)
+        assert (cold.ok, cold.failed, cold.new) == (6, 0, 30)  # type: ignore[attr-defined]
+        assert sorted(stored_guids(engine)) == sorted(farm.all_items())
+
+        farm.reset_stats()
+        unchanged = poll(engine)
+        assert (unchanged.not_modified, unchanged.new) == (6, 0)  # type: ignore[attr-defined]
+        assert farm.stats()["not_modified"] == 6
+        assert "if-none-match" in {k.lower() for k in farm.last_headers("/feed/0.xml")}
+
+        changed = farm.change(0.5, random.Random(3), count=2)
+        third = poll(engine)
+        assert third.new == 2 * len(changed)  # type: ignore[attr-defined]
+        guids = stored_guids(engine)
+        assert sorted(guids) == sorted(farm.all_items() | set(guids))  # nothing lost
+        assert len(guids) == len(set(guids))  # nothing twice
+
+
+def test_failures_are_recorded_per_feed_and_do_not_stop_others(tmp_path: Path) -> None:
+    with FeedFarm(feeds=2, items=3) as farm:
+        urls = [
+            farm.url(0),
+            farm.url(0, "/status/500"),
+            farm.url(0, "/invalid-xml"),
+            farm.url(0, "/html"),
+            farm.url(0, "/gone"),
+            farm.url(0, "/loop/a"),
+            "http://127.0.0.1:9/closed.xml",
+            farm.url(1),
+        ]
+        engine = make_db(tmp_path, urls)
+        summary = poll(engine)
+        assert summary.ok == 2  # type: ignore[attr-defined]
+        assert summary.failed == 6  # type: ignore[attr-defined]
+        health = {r["url"]: r for r in queries.feed_health(engine)}
+        assert health[farm.url(0, "/status/500")]["last_error"] == "HTTP 500"
+        assert "redirect loop" in health[farm.url(0, "/loop/a")]["last_error"]
+        assert health[farm.url(0, "/gone")]["enabled"] is False
+        assert health[farm.url(0, "/html")]["last_error"]
+        assert health[farm.url(0, "/invalid-xml")]["consecutive_failures"] == 1
+        assert health["http://127.0.0.1:9/closed.xml"]["last_error"].startswith("connect error")
+        now = datetime.now(UTC)
+        for url in urls[1:4]:
+            assert health[url]["next_due_at"] > now + timedelta(minutes=3)  # backed off
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(ingest.ITEM)).scalar_one() == 6
+
+
+def test_only_due_feeds_are_polled(tmp_path: Path) -> None:
+    with FeedFarm(feeds=3, items=2) as farm:
+        engine = make_db(tmp_path, farm.urls())
+        poll(engine)
+        farm.reset_stats()
+        summary = poll(engine, include_not_due=False)
+        assert summary.feeds == 0  # type: ignore[attr-defined]
+        assert farm.stats()["requests"] == 0
+
+
+def test_permanent_redirect_updates_the_stored_url(tmp_path: Path) -> None:
+    with FeedFarm(feeds=1, items=2) as farm:
+        moved = farm.url(0, "/redirect/301/0")
+        engine = make_db(tmp_path, [moved])
+        poll(engine)
+        (row,) = queries.feed_health(engine)
+        assert row["url"] == farm.url(0)
+
+
+@pytest.mark.parametrize("outcome", ["error", "not_modified", "ok"])
+def test_decide_counts_failures(outcome: str) -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    claimed = ClaimedFeed(FeedRequest(1, "http://x/"), "x", None, None, 2, 0.0, now - timedelta(hours=1))
+    result = FetchResult(feed_id=1, outcome=outcome, url="http://x/", status=500 if outcome == "error" else 200)  # type: ignore[arg-type]
+    upd = decide(claimed, result, None if outcome != "ok" else _empty(), now=now, schedule=SCHEDULE, rand=0.5)
+    assert upd.consecutive_failures == (3 if outcome == "error" else 0)
+    assert upd.next_due_at > now
+
+
+def _empty() -> Processed:
+    from tracker.models import ParsedFeed
+
+    return Processed(ParsedFeed(title="t", link=None, language=None, ttl_minutes=None, entries=()), ())

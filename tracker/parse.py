@@ -1,0 +1,302 @@
+"""Bytes of a feed document → cleaned ``Entry`` records (pure: no I/O, ``now`` passed in).
+
+Per entry, in this order:
+1. text fields are repaired (ftfy, only when a cheap check sees mojibake-looking characters);
+2. HTML is sanitized with nh3 (allow-list) and a plain-text version is derived for tagging;
+3. the link is made canonical (absolute, tracking parameters and fragment dropped);
+4. dates are normalised to UTC; a missing or future date falls back to ``now`` and says so;
+5. the dedup key is chosen: guid, else canonical link, else a hash of title + summary.
+
+feedparser runs with ``sanitize_html=False, resolve_relative_uris=False``: nh3 sanitizes (faster and
+stricter) and links are resolved here, so feedparser's slow HTML passes are not paid twice.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import html
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+
+import feedparser
+import ftfy
+import nh3
+
+from tracker.models import Entry, ParsedFeed
+
+FUTURE_TOLERANCE = timedelta(minutes=10)
+MAX_TEXT = 20_000
+MAX_SUMMARY = 500
+
+ALLOWED_TAGS = {
+    "a", "abbr", "b", "blockquote", "br", "caption", "cite", "code", "dd", "del", "div", "dl", "dt", "em",
+    "figcaption", "figure", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "ins", "li", "ol", "p",
+    "pre", "q", "s", "small", "span", "strong", "sub", "sup", "table", "tbody", "td", "tfoot", "th",
+    "thead", "time", "tr", "u", "ul",
+}  # fmt: skip
+ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "img": {"src", "alt", "title", "width", "height"},
+    "td": {"colspan", "rowspan"},
+    "th": {"colspan", "rowspan"},
+    "time": {"datetime"},
+    "abbr": {"title"},
+    "q": {"cite"},
+    "blockquote": {"cite"},
+}
+URL_SCHEMES = {"http", "https", "mailto"}
+TRACKING_PARAMS = re.compile(
+    r"^(utm_[a-z_]+|fbclid|gclid|dclid|gbraid|wbraid|msclkid|mc_cid|mc_eid|yclid|igshid|_ga|_gl|ref|ref_src|"
+    r"cmpid|cmp|ito|at_medium|at_campaign|at_custom\d*|ocid|ncid|sr_share|smid|mbid|soc_src|soc_trk|"
+    r"__twitter_impression|xtor|s_cid|rss|feed|from)$",
+    re.IGNORECASE,
+)
+# Characters that show up when UTF-8 was decoded as latin-1 / cp1252 / cp1250 (Ã©, Ä\x9f, Ă³, â€™ ...).
+MOJIBAKE_HINT = re.compile("[ÃÂÄÅĂĹÐÑâ][\u0080-\u02ff\u2010-\u203a\u20ac\u2122]")
+TAG_RE = re.compile(r"<[^>]*>")
+BLOCK_RE = re.compile(r"</?(?:p|div|br|li|h[1-6]|tr|blockquote|pre|ul|ol|table)\b[^>]*>", re.IGNORECASE)
+SPACE_RE = re.compile(r"\s+")
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+
+MOJIBAKE_RUN = re.compile("[\u0080-\u02ff\u2010-\u203a\u20ac\u2122]{2,}")
+LEGACY_CODECS = ("cp1252", "latin-1", "cp1250", "cp1251")
+
+
+def repair(text: str) -> str:
+    """Undo mojibake, cheaply: most text never reaches ftfy.
+
+    ftfy knows UTF-8 read as Windows-1252 / Latin-1; Central European feeds also arrive as UTF-8
+    read as Windows-1250 ("ErdoÄźan", "AntĂłnio"), which it leaves alone, so each run of
+    suspicious characters is also tried against the legacy codecs.
+    """
+    if not text or not MOJIBAKE_HINT.search(text):
+        return text
+    fixed = ftfy.fix_text(text, normalization="NFC", uncurl_quotes=False)
+    if fixed != text and not MOJIBAKE_HINT.search(fixed):
+        return fixed
+    return MOJIBAKE_RUN.sub(_redecode, fixed)
+
+
+def _redecode(m: re.Match[str]) -> str:
+    run = m.group(0)
+    for codec in LEGACY_CODECS:
+        try:
+            return run.encode(codec).decode("utf-8")
+        except UnicodeError:
+            continue
+    return run
+
+
+def sanitize(fragment: str, base: str | None = None) -> str:
+    """Allow-list HTML sanitizing; relative URLs are made absolute against ``base``."""
+    if not fragment:
+        return ""
+    if "<" not in fragment and "&" not in fragment:
+        return html.escape(fragment, quote=False)
+    cleaned = nh3.clean(
+        fragment,
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes=URL_SCHEMES,
+        link_rel="noopener noreferrer nofollow",
+        strip_comments=True,
+    )
+    if base and ('href="' in cleaned or 'src="' in cleaned):
+        cleaned = re.sub(
+            r'(href|src)="([^"]*)"',
+            lambda m: f'{m.group(1)}="{html.escape(urljoin(base, html.unescape(m.group(2))))}"',
+            cleaned,
+        )
+    return cleaned
+
+
+def to_text(fragment: str) -> str:
+    """Plain text of an HTML fragment: tags dropped, entities decoded, whitespace collapsed."""
+    if not fragment:
+        return ""
+    if "<" in fragment:
+        fragment = BLOCK_RE.sub(" ", fragment)
+        fragment = TAG_RE.sub("", fragment)
+    if "&" in fragment:
+        fragment = html.unescape(fragment)
+    return SPACE_RE.sub(" ", fragment).strip()
+
+
+def canonical_url(url: str | None, base: str | None = None) -> str | None:
+    """Absolute http(s) URL without tracking parameters, fragment or default port; None if unusable."""
+    if not url:
+        return None
+    url = url.strip()
+    if base:
+        url = urljoin(base, url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        return None
+    host = parts.hostname.lower()
+    port = parts.port if parts.port not in (None, 80 if scheme == "http" else 443) else None
+    netloc = f"{host}:{port}" if port else host
+    if parts.username:
+        netloc = f"{parts.username}@{netloc}"
+    query = parts.query
+    if query:
+        kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if not TRACKING_PARAMS.match(k)]
+        query = urlencode(kept)
+    return urlunsplit((scheme, netloc, parts.path or "/", query, ""))
+
+
+def _date(struct: Any) -> datetime | None:
+    if not struct:
+        return None
+    try:
+        return datetime.fromtimestamp(calendar.timegm(struct), tz=UTC)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _html_of(detail: Any) -> tuple[str, bool]:
+    """(value, is_html) of a feedparser text construct."""
+    if not detail:
+        return "", False
+    value = detail.get("value", "") or ""
+    ctype = (detail.get("type") or "text/html").lower()
+    return value, ctype in HTML_TYPES or ("<" in value and ctype != "text/plain")
+
+
+def _entry(raw: Any, *, base: str, feed_language: str | None, now: datetime) -> Entry:
+    entry_base = (raw.get("title_detail") or {}).get("base") or base
+    title_raw, title_html = _html_of(raw.get("title_detail")) if raw.get("title_detail") else (raw.get("title", ""), False)
+    title = repair(to_text(title_raw) if title_html or "&" in title_raw else SPACE_RE.sub(" ", title_raw).strip())
+
+    summary_raw, summary_is_html = _html_of(raw.get("summary_detail"))
+    content_raw = ""
+    content_is_html = False
+    for c in raw.get("content") or ():
+        value, is_html = _html_of(c)
+        if len(value) > len(content_raw):
+            content_raw, content_is_html = value, is_html
+    body_raw, body_is_html = (content_raw, content_is_html) if content_raw else (summary_raw, summary_is_html)
+    body_raw = repair(body_raw)
+    summary_raw = repair(summary_raw) if summary_raw is not body_raw else body_raw
+    content_html = sanitize(body_raw, entry_base) if body_is_html else html.escape(body_raw, quote=False)
+    body_text = to_text(content_html) if body_is_html else SPACE_RE.sub(" ", body_raw).strip()
+    if summary_raw is body_raw:
+        summary_text = body_text
+    elif summary_is_html:
+        summary_text = to_text(sanitize(summary_raw))
+    else:
+        summary_text = SPACE_RE.sub(" ", summary_raw).strip()
+    summary_text = summary_text or body_text
+    if len(summary_text) > MAX_SUMMARY:
+        summary_text = summary_text[: MAX_SUMMARY - 1].rsplit(" ", 1)[0] + "…"
+
+    link = canonical_url(raw.get("link"), entry_base)
+    if link is None:
+        for alt in raw.get("links") or ():
+            if alt.get("rel", "alternate") == "alternate":
+                link = canonical_url(alt.get("href"), entry_base)
+                if link:
+                    break
+
+    published = _date(raw.get("published_parsed")) or _date(raw.get("updated_parsed"))
+    updated = _date(raw.get("updated_parsed"))
+    fallback: str | None = None
+    if published is None:
+        published, fallback = now, "missing"
+    elif published > now + FUTURE_TOLERANCE:
+        published, fallback = now, "future"
+    if updated is not None and updated > now + FUTURE_TOLERANCE:
+        updated = now
+
+    guid = (raw.get("id") or raw.get("guid") or "").strip() or None
+    digest_src = f"{title}\n{summary_text}"
+    if guid:
+        key = f"guid:{guid[:1000]}"
+    elif link:
+        key = f"link:{link}"
+    else:
+        key = "hash:" + hashlib.sha256(digest_src.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    content_hash = hashlib.sha256(f"{title}\n{summary_text}\n{body_text}".encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    text = f"{title}\n{body_text}"[:MAX_TEXT]
+    author = repair(raw.get("author") or "").strip() or None
+    language = (raw.get("language") or (raw.get("title_detail") or {}).get("language") or feed_language or None)
+    return Entry(
+        dedup_key=key,
+        guid=guid,
+        link=link,
+        title=title or (summary_text[:120] if summary_text else "(untitled)"),
+        summary=summary_text,
+        content_html=content_html,
+        text=text,
+        published=published,
+        updated=updated,
+        date_fallback=fallback,
+        author=author[:200] if author else None,
+        language=_lang(language),
+        content_hash=content_hash,
+    )
+
+
+def _lang(value: str | None) -> str | None:
+    if not value:
+        return None
+    value = value.strip().lower().replace("_", "-")
+    return value.split("-")[0][:8] or None
+
+
+def parse_feed(content: bytes, *, url: str, headers: Mapping[str, str] | None = None, now: datetime) -> ParsedFeed:
+    """Parse one document; never raises on bad input (errors are in ``ParsedFeed.error``)."""
+    headers = {k.lower(): v for k, v in (headers or {}).items()}
+    if not content or not content.strip():
+        return ParsedFeed(None, None, None, None, (), error="empty document")
+    try:
+        d = feedparser.parse(
+            content,
+            response_headers={**headers, "content-location": url},
+            sanitize_html=False,
+            resolve_relative_uris=False,
+        )
+    except Exception as exc:  # feedparser is robust, but a parser bug must stay this feed's error
+        return ParsedFeed(None, None, None, None, (), error=f"parser failure: {exc!r}"[:500])
+    feed = d.get("feed", {})
+    bozo = str(d.get("bozo_exception", "")) if d.get("bozo") else None
+    if not d.entries:
+        ctype = headers.get("content-type", "")
+        head = content[:512].lstrip().lower()
+        if not d.get("version") and (ctype.startswith("text/html") or head.startswith((b"<!doctype html", b"<html"))):
+            return ParsedFeed(None, None, None, None, (), error="not a feed: an HTML page")
+        if bozo and not d.get("version"):
+            return ParsedFeed(None, None, None, None, (), error=f"invalid feed: {bozo}"[:500])
+    feed_language = _lang(feed.get("language") or headers.get("content-language"))
+    base = (feed.get("title_detail") or {}).get("base") or url
+    entries = []
+    errors = 0
+    for raw in d.entries:
+        try:
+            entries.append(_entry(raw, base=base, feed_language=feed_language, now=now))
+        except Exception:  # one malformed entry must not lose the others
+            errors += 1
+    ttl = feed.get("ttl")
+    try:
+        ttl_minutes = int(ttl) if ttl else None
+    except (TypeError, ValueError):
+        ttl_minutes = None
+    warning = bozo
+    if errors:
+        warning = f"{errors} entries could not be read" + (f"; {bozo}" if bozo else "")
+    return ParsedFeed(
+        title=repair(to_text(feed.get("title", ""))) or None,
+        link=canonical_url(feed.get("link"), url),
+        language=feed_language,
+        ttl_minutes=ttl_minutes,
+        entries=tuple(entries),
+        warning=warning[:500] if warning else None,
+    )

@@ -1,0 +1,357 @@
+"""Tag a text against the taxonomy: relevant?, which mediators, which obstacles, and why (pure).
+
+Decision order (documented in docs/tagging.md):
+
+1. The text is cleaned (mojibake repaired) and folded for matching: lower case, diacritics dropped,
+   one character for one character, so every offset in the folded copy is an offset in the text.
+2. One pass over its word tokens finds every taxonomy phrase (a dict keyed by token sequences,
+   indexed by first token).  CJK terms, which have no word boundaries, are found by one regex.
+3. Relevance: the war must be named (``context.war``) and the item must be about its diplomacy
+   or its issues: a peace/diplomacy term, a strong obstacle term or a strong mediator term.
+4. Mediators / obstacles count only in relevant items.  ``strong`` terms count alone.  ``weak``
+   terms (a country, a city, a place name) count only with a role term (``roles``) within
+   ``window`` tokens, or both in the title; a tag's ``exclude`` phrase anywhere switches its weak
+   terms off.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tracker.models import Evidence, Tags
+from tracker.parse import repair
+
+Kind = Literal["mediator", "obstacle"]
+
+# --- taxonomy as validated data ----------------------------------------------------------------
+
+
+class TagSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    label: str
+    description: str = ""
+    strong: list[str] = Field(default_factory=list)
+    weak: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+
+
+class ContextSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    war: list[str] = Field(min_length=1)
+    peace: list[str] = Field(min_length=1)
+
+
+class Taxonomy(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int
+    window: int = Field(default=14, ge=1, le=100)
+    context: ContextSpec
+    roles: list[str] = Field(min_length=1)
+    mediators: dict[str, TagSpec]
+    obstacles: dict[str, TagSpec]
+
+    def labels(self) -> dict[str, str]:
+        return {k: v.label for k, v in (self.mediators | self.obstacles).items()}
+
+
+class TaxonomyError(ValueError):
+    pass
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Overrides from feeds.yaml: lists of terms extend, scalars and new tags replace/add."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        elif isinstance(value, list) and isinstance(out.get(key), list):
+            out[key] = list(out[key]) + [v for v in value if v not in out[key]]
+        else:
+            out[key] = value
+    return out
+
+
+def load_taxonomy(path: Path | str | None = None, overrides: Mapping[str, Any] | None = None) -> Taxonomy:
+    """The packaged taxonomy (or ``path``), extended by ``overrides``; validated."""
+    if path is None:
+        text = resources.files("tracker.data").joinpath("taxonomy.yaml").read_text(encoding="utf-8")
+        source = "tracker/data/taxonomy.yaml"
+    else:
+        text = Path(path).read_text(encoding="utf-8")
+        source = str(path)
+    data = yaml.safe_load(text)
+    if overrides:
+        data = _merge(data, overrides)
+    try:
+        tax = Taxonomy.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise TaxonomyError(f"{source}: {where}: {first['msg']}") from None
+    for spec in (tax.mediators | tax.obstacles).values():
+        for term in spec.strong + spec.weak + spec.exclude:
+            if not expand(term):
+                raise TaxonomyError(f"{source}: empty term in {spec.label!r}: {term!r}")
+    return tax
+
+
+# --- folding and tokens --------------------------------------------------------------------------
+
+
+def _fold_table() -> dict[int, str]:
+    table: dict[int, str] = {}
+    for cp in range(0x80, 0x3000):
+        ch = chr(cp)
+        base = unicodedata.normalize("NFD", ch)[0]
+        low = base.lower()
+        if len(low) == 1 and low != ch:
+            table[cp] = low
+    table.update({ord("İ"): "i", ord("ı"): "i", ord("’"): "'", ord("ʼ"): "'", ord("‘"): "'", ord("ß"): "ß"})
+    table.update({ord("ё"): "е", ord("Ё"): "е", ord("ї"): "і", ord("Ї"): "і", ord("й"): "и", ord("Й"): "и"})
+    return table
+
+
+FOLD = _fold_table()
+TOKEN = re.compile(r"\w+")
+CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+_ALT = re.compile(r"\{([^{}]*)\}")
+
+
+def fold(text: str) -> str:
+    """Lower case without diacritics, same length as ``text`` (offsets carry over)."""
+    return text.translate(FOLD).lower()
+
+
+def expand(term: str) -> list[str]:
+    """``переговор{ы,ов}`` → [переговоры, переговоров]; nested groups expand left to right."""
+    m = _ALT.search(term)
+    if not m:
+        return [term] if term.strip() else []
+    out: list[str] = []
+    for alt in m.group(1).split(","):
+        out.extend(expand(term[: m.start()] + alt + term[m.end() :]))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Hit:
+    category: str  # war | peace | role | strong | weak | exclude
+    tag: str  # taxonomy key, or "" for context categories
+    kind: str  # mediator | obstacle | context
+    exact: str | None  # case-sensitive form (letters and digits only), or None
+
+
+@dataclass
+class _Compiled:
+    phrases: dict[str, list[_Hit]] = field(default_factory=dict)
+    first: dict[str, int] = field(default_factory=dict)  # first token -> longest phrase (tokens)
+    cjk: dict[str, list[_Hit]] = field(default_factory=dict)
+    cjk_re: re.Pattern[str] | None = None
+    war_words: frozenset[str] = frozenset()  # first tokens of war-context phrases
+
+    def add(self, term: str, hit_for: tuple[str, str, str]) -> None:
+        category, tag, kind = hit_for
+        for form in expand(term):
+            exact = None
+            if form.startswith("="):
+                form = form[1:]
+                exact = _letters(form)
+            hit = _Hit(category, tag, kind, exact)
+            if CJK.search(form):
+                self.cjk.setdefault(form, []).append(hit)
+                continue
+            tokens = TOKEN.findall(fold(form))
+            if not tokens:
+                continue
+            key = " ".join(tokens)
+            self.phrases.setdefault(key, []).append(hit)
+            self.first[tokens[0]] = max(self.first.get(tokens[0], 0), len(tokens))
+
+    def finish(self) -> None:
+        self.war_words = frozenset(
+            key.split(" ")[0] for key, hits in self.phrases.items() if any(h.category == "war" for h in hits)
+        )
+        if self.cjk:
+            alts = sorted(self.cjk, key=len, reverse=True)
+            self.cjk_re = re.compile("|".join(re.escape(a) for a in alts))
+
+
+def _letters(s: str) -> str:
+    return "".join(ch for ch in s if ch.isalnum())
+
+
+def _compile(tax: Taxonomy) -> _Compiled:
+    c = _Compiled()
+    for term in tax.context.war:
+        c.add(term, ("war", "", "context"))
+    for term in tax.context.peace:
+        c.add(term, ("peace", "", "context"))
+    for term in tax.roles:
+        c.add(term, ("role", "", "context"))
+    for kind, specs in (("mediator", tax.mediators), ("obstacle", tax.obstacles)):
+        for key, spec in specs.items():
+            for term in spec.strong:
+                c.add(term, ("strong", key, kind))
+            for term in spec.weak:
+                c.add(term, ("weak", key, kind))
+            for term in spec.exclude:
+                c.add(term, ("exclude", key, kind))
+    c.finish()
+    return c
+
+
+# --- the tagger ----------------------------------------------------------------------------------
+
+
+def tagged_text(title: str, *parts: str | None) -> str:
+    """The text the tagger reads (and evidence offsets index): title, then body parts, one per line."""
+    return "\n".join([title or "", *(p for p in parts if p)])
+
+
+class Tagger:
+    """Compiled once per taxonomy; ``tag`` is then a single pass over the text."""
+
+    def __init__(self, taxonomy: Taxonomy | None = None) -> None:
+        self.taxonomy = taxonomy or load_taxonomy()
+        self._c = _compile(self.taxonomy)
+        self._kinds = {k: "mediator" for k in self.taxonomy.mediators} | {
+            k: "obstacle" for k in self.taxonomy.obstacles
+        }
+        self._order = list(self.taxonomy.mediators) + list(self.taxonomy.obstacles)
+        self._window_chars = self.taxonomy.window * 8  # ~8 characters a word, in every script
+
+    def tag(self, text: str, *, lang: str | None = None) -> Tags:
+        """Tag ``text`` (title on the first line); evidence offsets index ``clean(text)``."""
+        return self._tag(clean(text))
+
+    def tag_item(self, title: str, summary: str = "", content: str | None = None, lang: str | None = None) -> Tags:
+        return self.tag(tagged_text(title, summary, content), lang=lang)
+
+    def _tag(self, text: str) -> Tags:
+        folded = fold(text)
+        c = self._c
+        words = TOKEN.findall(folded)
+        has_cjk = c.cjk_re is not None and CJK.search(text) is not None
+        # Most items never name the war: a set test on the tokens settles them without a scan.
+        if not has_cjk and c.war_words.isdisjoint(words):
+            return NOT_RELEVANT
+        first = c.first
+        phrases = c.phrases
+        spans: list[tuple[int, int]] | None = None
+        matches: list[tuple[int, int, _Hit]] = []  # (start, end, hit)
+        n_words = len(words)
+        i = 0
+        while i < n_words:
+            w = words[i]
+            longest = first.get(w)
+            if not longest:
+                i += 1
+                continue
+            if spans is None:
+                spans = [m.span() for m in TOKEN.finditer(folded)]
+            step = 1
+            for n in range(min(longest, n_words - i), 0, -1):
+                hits = phrases.get(w if n == 1 else " ".join(words[i : i + n]))
+                if hits:
+                    start, stop = spans[i][0], spans[i + n - 1][1]
+                    for hit in hits:
+                        if hit.exact is None or _letters(text[start:stop]) == hit.exact:
+                            matches.append((start, stop, hit))
+                    step = n
+                    break
+            i += step
+        if has_cjk:
+            assert c.cjk_re is not None
+            for m in c.cjk_re.finditer(folded):
+                for hit in c.cjk[m.group()]:
+                    matches.append((m.start(), m.end(), hit))
+        if not matches:
+            return NOT_RELEVANT
+        title_end = text.find("\n")
+        return self._decide(text, matches, title_end if title_end >= 0 else len(text))
+
+    def _decide(self, text: str, matches: list[tuple[int, int, _Hit]], title_end: int) -> Tags:
+        war = peace = strong = False
+        roles: list[int] = []
+        excluded: set[str] = set()
+        for start, _end, hit in matches:
+            cat = hit.category
+            if cat == "war":
+                war = True
+            elif cat == "peace":
+                peace = True
+                roles.append(start)
+            elif cat == "role":
+                roles.append(start)
+            elif cat == "strong":
+                strong = True
+            elif cat == "exclude":
+                excluded.add(hit.tag)
+        if not war:
+            return NOT_RELEVANT
+        if not (peace or strong):
+            return WAR_ONLY
+        window = self._window_chars
+        title_role = bool(roles) and min(roles) < title_end
+        found: dict[str, dict[tuple[int, int], None]] = {}
+        context: dict[tuple[int, int], None] = {}
+        for start, end, hit in matches:
+            cat = hit.category
+            if cat == "strong":
+                found.setdefault(hit.tag, {})[(start, end)] = None
+            elif cat == "weak" and hit.tag not in excluded:
+                if (start < title_end and title_role) or any(abs(r - start) <= window for r in roles):
+                    found.setdefault(hit.tag, {})[(start, end)] = None
+            elif (cat == "war" or cat == "peace") and len(context) < 6:
+                context[(start, end)] = None
+        kinds = self._kinds
+        mediators = tuple(k for k in self._order if k in found and kinds[k] == "mediator")
+        obstacles = tuple(k for k in self._order if k in found and kinds[k] == "obstacle")
+        evidence = [
+            Evidence(tag=k, kind=kinds[k], phrase=text[s:e], start=s, end=e)  # type: ignore[arg-type]
+            for k in self._order
+            for s, e in found.get(k, ())
+        ]
+        evidence += [Evidence("context", "context", text[s:e], s, e) for s, e in sorted(context)]
+        n_war = sum(1 for m in matches if m[2].category == "war")
+        n_peace = sum(1 for m in matches if m[2].category == "peace")
+        score = 0.25 + 0.1 * min(n_war, 3) + 0.1 * min(n_peace, 3) + 0.1 * len(mediators) + 0.1 * len(obstacles)
+        return Tags(
+            relevant=True,
+            score=round(min(score, 1.0), 2),
+            mediators=mediators,
+            obstacles=obstacles,
+            evidence=tuple(evidence),
+        )
+
+
+NOT_RELEVANT = Tags(relevant=False, score=0.0)
+WAR_ONLY = Tags(relevant=False, score=0.1)
+
+
+def clean(text: str) -> str:
+    """What the tagger reads: mojibake repaired (a no-op for clean text)."""
+    return repair(text)
+
+
+@functools.cache
+def default_tagger() -> Tagger:
+    """The packaged taxonomy's tagger, built once per process."""
+    return Tagger()
+
+
+def tag_many(tagger: Tagger, texts: Iterable[str]) -> list[Tags]:
+    return [tagger.tag(t) for t in texts]
