@@ -77,20 +77,22 @@ def test_failures_are_recorded_per_feed_and_do_not_stop_others(tmp_path: Path) -
         ]
         engine = make_db(tmp_path, urls)
         summary = poll(engine)
-        assert summary.ok == 2  # type: ignore[attr-defined]
-        assert summary.failed == 6  # type: ignore[attr-defined]
+        assert summary.ok == 3  # type: ignore[attr-defined]  (the ill-formed feed is recovered)
+        assert summary.failed == 5  # type: ignore[attr-defined]
         health = {r["url"]: r for r in queries.feed_health(engine)}
         assert health[farm.url(0, "/status/500")]["last_error"] == "HTTP 500"
         assert "redirect loop" in health[farm.url(0, "/loop/a")]["last_error"]
         assert health[farm.url(0, "/gone")]["enabled"] is False
         assert health[farm.url(0, "/html")]["last_error"]
-        assert health[farm.url(0, "/invalid-xml")]["consecutive_failures"] == 1
+        broken = health[farm.url(0, "/invalid-xml")]
+        assert broken["last_outcome"] == "ok"
+        assert broken["last_error"].startswith("parsed with warnings: ")  # recorded, not hidden
         assert health["http://127.0.0.1:9/closed.xml"]["last_error"].startswith("connect error")
         now = datetime.now(UTC)
-        for url in urls[1:4]:
+        for url in (urls[1], urls[3]):
             assert health[url]["next_due_at"] > now + timedelta(minutes=3)  # backed off
         with engine.connect() as conn:
-            assert conn.execute(select(func.count()).select_from(ingest.ITEM)).scalar_one() == 6
+            assert conn.execute(select(func.count()).select_from(ingest.ITEM)).scalar_one() == 7
 
 
 def test_only_due_feeds_are_polled(tmp_path: Path) -> None:

@@ -206,8 +206,9 @@ def _entry(raw: Any, *, base: str, feed_language: str | None, now: datetime) -> 
                 if link:
                     break
 
-    published = _date(raw.get("published_parsed")) or _date(raw.get("updated_parsed"))
-    updated = _date(raw.get("updated_parsed"))
+    # dict.get: feedparser's own .get("updated_parsed") warns and aliases published_parsed.
+    updated = _date(dict.get(raw, "updated_parsed"))
+    published = _date(dict.get(raw, "published_parsed")) or updated
     fallback: str | None = None
     if published is None:
         published, fallback = now, "missing"
@@ -252,6 +253,28 @@ def _lang(value: str | None) -> str | None:
     return value.split("-")[0][:8] or None
 
 
+def _redetect(content: bytes, headers: dict[str, str], url: str) -> Any:
+    """The declared encoding was wrong: let charset-normalizer guess, re-parse as UTF-8."""
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(content[:200_000]).best()
+    if best is None or best.encoding in ("utf_8", "ascii"):
+        return None
+    try:
+        text = content.decode(best.encoding)
+    except (UnicodeDecodeError, LookupError):
+        return None
+    text = re.sub(r"^(\s*<\?xml[^>]*?encoding=)([\"'])[^\"']*\2", r"\1\2utf-8\2", text, count=1)
+    fixed = {k: v for k, v in headers.items() if k != "content-type"}
+    fixed["content-type"] = "application/xml; charset=utf-8"
+    return feedparser.parse(
+        text.encode("utf-8"),
+        response_headers={**fixed, "content-location": url},
+        sanitize_html=False,
+        resolve_relative_uris=False,
+    )
+
+
 def parse_feed(content: bytes, *, url: str, headers: Mapping[str, str] | None = None, now: datetime) -> ParsedFeed:
     """Parse one document; never raises on bad input (errors are in ``ParsedFeed.error``)."""
     headers = {k.lower(): v for k, v in (headers or {}).items()}
@@ -266,6 +289,8 @@ def parse_feed(content: bytes, *, url: str, headers: Mapping[str, str] | None = 
         )
     except Exception as exc:  # feedparser is robust, but a parser bug must stay this feed's error
         return ParsedFeed(None, None, None, None, (), error=f"parser failure: {exc!r}"[:500])
+    if d.get("bozo") and isinstance(d.get("bozo_exception"), feedparser.CharacterEncodingOverride):
+        d = _redetect(content, headers, url) or d
     feed = d.get("feed", {})
     bozo = str(d.get("bozo_exception", "")) if d.get("bozo") else None
     if not d.entries:

@@ -86,8 +86,11 @@ def decide(
     outcome = result.outcome
     error = result.error
     status = result.status
-    if outcome == "ok" and processed is not None and processed.parsed.error:
-        outcome, error = "error", processed.parsed.error
+    if outcome == "ok" and processed is not None:
+        if processed.parsed.error:
+            outcome, error = "error", processed.parsed.error
+        elif processed.parsed.warning:
+            error = f"parsed with warnings: {processed.parsed.warning}"  # kept visible on the feeds page
     failures = 0 if outcome in ("ok", "not_modified") else claimed.consecutive_failures + 1
     rate = claimed.new_items_rate
     if outcome == "ok" and processed is not None:

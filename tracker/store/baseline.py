@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, time
 
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
+from tracker.models import TimelineEntry
 from tracker.timeline import BaselineEvent as BaselineSpec
 from tracker.timeline import load_baseline_events
 from tracker.store.tables import BaselineEvent
@@ -14,8 +16,11 @@ from tracker.store.tables import BaselineEvent
 BASELINE = BaselineEvent.__table__  # type: ignore[attr-defined]
 
 
-def load(engine: Engine, *, now: datetime, events: list[BaselineSpec] | None = None) -> int:
-    """Make the stored baseline equal the versioned file's events; returns how many."""
+def load(
+    engine: Engine, *, now: datetime, events: Sequence[BaselineSpec | TimelineEntry] | None = None
+) -> int:
+    """Make the stored baseline equal the versioned file's events (or ``events``); returns how many."""
+    specs = [_spec(e) for e in events] if events is not None else load_baseline_events()
     rows = [
         {
             "slug": e.slug,
@@ -28,7 +33,7 @@ def load(engine: Engine, *, now: datetime, events: list[BaselineSpec] | None = N
             "obstacles": " ".join(e.obstacles),
             "passage": e.passage,
         }
-        for e in (events if events is not None else load_baseline_events())
+        for e in specs
     ]
     with engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
         current = {r.slug: r for r in conn.execute(select(BASELINE))}
@@ -43,3 +48,19 @@ def load(engine: Engine, *, now: datetime, events: list[BaselineSpec] | None = N
             elif any(getattr(old, k) != v for k, v in row.items()):
                 conn.execute(BASELINE.update().where(BASELINE.c.slug == row["slug"]).values(**row))
     return len(rows)
+
+
+def _spec(e: BaselineSpec | TimelineEntry) -> BaselineSpec:
+    if isinstance(e, BaselineSpec):
+        return e
+    return BaselineSpec(
+        slug=e.id.removeprefix("b:"),
+        date=e.date.date(),
+        precision=e.date_precision,
+        date_label=e.date_label,
+        title=e.title,
+        summary=e.summary,
+        mediators=list(e.mediators),
+        obstacles=list(e.obstacles),
+        passage=e.evidence[0].phrase if e.evidence else e.summary,
+    )
