@@ -372,7 +372,7 @@ def test_admin_poll_needs_the_bearer_token(tmp_path: Path) -> None:
             body = r.json()
             assert body["ok"] == 1 and body["new"] == 1
             html = httpx.get(base + "/timeline?source=Wire").text
-            assert "Turkey offers Istanbul" in html
+            assert "Turkey offers Istanbul" in re.sub(r"<[^>]+>", "", html)  # (evidence is marked up)
 
 
 def test_overview_cache_expires(tmp_path: Path) -> None:
@@ -406,3 +406,14 @@ def test_highlight_escapes_everything_and_marks_phrases() -> None:
     assert safe_link("https://example.org/a") == "https://example.org/a"
     bars = spark_bars([0, 5, 10], ["d1", "d2", "d3"])
     assert [b.height for b in bars] == [1, 17, 34] and bars[2].y == 2
+
+
+def test_highlight_matches_whole_words_and_acronyms_by_case() -> None:
+    from tracker.web.render import highlight
+
+    ev = [Evidence("usa", "mediator", "US", 0, 2), Evidence("china", "mediator", "北京", 0, 2)]
+    out = str(highlight("US envoy meets Russian and us officials in 北京市", ev))
+    assert out == (
+        '<mark class="ev-mediator">US</mark> envoy meets Russian and us officials in '
+        '<mark class="ev-mediator">北京</mark>市'
+    )

@@ -58,7 +58,7 @@ def highlight(
         key = ev.phrase.casefold()
         if ev.phrase.strip() and ev.kind in KIND_CLASSES and key not in classes:
             classes[key] = KIND_CLASSES[ev.kind]
-            alternatives.append((len(key), re.escape(ev.phrase)))
+            alternatives.append((len(key), _phrase_pattern(ev.phrase)))
     for term in terms:
         key = term.casefold()
         if term.strip() and key not in classes:
@@ -79,6 +79,19 @@ def highlight(
         pos = m.end()
     out.append(str(escape(text[pos:])))
     return Markup("".join(out))
+
+
+_NO_SPACES = re.compile(r"[\u0600-\u06ff\u2e80-\u9fff\uac00-\ud7af]")  # Arabic, CJK, Hangul
+
+
+def _phrase_pattern(phrase: str) -> str:
+    """A phrase as a whole word ("US" must not mark "Russian"); acronyms keep their case."""
+    body = re.escape(phrase)
+    if phrase.isupper() and len(phrase) <= 4:
+        body = f"(?-i:{body})"
+    if _NO_SPACES.search(phrase):  # these scripts do not separate words with spaces
+        return body
+    return rf"(?<!\w){body}(?!\w)"
 
 
 def evidence_context(text: str, ev: Evidence, *, width: int = 90) -> Markup:
