@@ -12,8 +12,8 @@ import asyncio
 import dataclasses
 import re
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -318,10 +318,12 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
         config_feeds.append((FAILING[0], server.url_for(FAILING[1]), "en"))
         app = build_app(tmp / "tracker.db", write_config(tmp / "feeds.yaml", config_feeds))
         tracker_app.init(app)
-        with Poller(app.engine, fetch=app.fetch_settings, schedule=app.schedule_settings, processes=0) as poller:
-            # Playwright's sync API runs an event loop in this thread: poll in another one.
-            with ThreadPoolExecutor(1) as pool:
-                summary = pool.submit(asyncio.run, poller.poll(include_not_due=True)).result()
+        # Playwright's sync API runs an event loop in this thread: poll in another one.
+        with (
+            Poller(app.engine, fetch=app.fetch_settings, schedule=app.schedule_settings, processes=0) as poller,
+            ThreadPoolExecutor(1) as pool,
+        ):
+            summary = pool.submit(asyncio.run, poller.poll(include_not_due=True)).result()
         assert summary.new >= len(NEWS) - 1, summary.line()
     with serving(create_app(app, overview_ttl=0)) as base:
         yield LiveSite(base, app)
@@ -483,6 +485,7 @@ PROBE = """() => {
 }"""
 
 
+@pytest.mark.slow
 def test_no_script_runs_from_any_sanitizer_case(browser: Any, hostile: HostileSite) -> None:
     assert hostile.cases > 100
     page = browser.new_page()

@@ -417,3 +417,9 @@ def test_highlight_matches_whole_words_and_acronyms_by_case() -> None:
         '<mark class="ev-mediator">US</mark> envoy meets Russian and us officials in '
         '<mark class="ev-mediator">北京</mark>市'
     )
+
+
+def test_operations_endpoints_are_mounted(site: Site) -> None:
+    r = site.get("/healthz")
+    assert r.status_code in (200, 503) and "database" in r.json().get("checks", r.json())
+    assert r.headers["content-security-policy"] == CONTENT_SECURITY_POLICY

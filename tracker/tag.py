@@ -17,6 +17,7 @@ Decision order (documented in docs/tagging.md):
 from __future__ import annotations
 
 import functools
+from bisect import bisect_right
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -126,6 +127,7 @@ def _fold_table() -> dict[int, str]:
 
 FOLD = _fold_table()
 TOKEN = re.compile(r"\w+")
+SENTENCE_END = re.compile(r"[.!?;。！？]\s|\n")
 CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
 _ALT = re.compile(r"\{([^{}]*)\}")
 
@@ -306,6 +308,9 @@ class Tagger:
             return WAR_ONLY
         window = self._window_chars
         title_role = bool(roles) and min(roles) < title_end
+        # A role term must be in the same sentence as the actor: "talks stall. Brazil's team won" is no role.
+        stops = [m.end() for m in SENTENCE_END.finditer(text)]
+        role_at = [(r, bisect_right(stops, r)) for r in roles]
         found: dict[str, dict[tuple[int, int], None]] = {}
         context: dict[tuple[int, int], None] = {}
         for start, end, hit in matches:
@@ -313,7 +318,10 @@ class Tagger:
             if cat == "strong":
                 found.setdefault(hit.tag, {})[(start, end)] = None
             elif cat == "weak" and hit.tag not in excluded:
-                if (start < title_end and title_role) or any(abs(r - start) <= window for r in roles):
+                sentence = bisect_right(stops, start)
+                if (start < title_end and title_role) or any(
+                    sn == sentence and abs(r - start) <= window for r, sn in role_at
+                ):
                     found.setdefault(hit.tag, {})[(start, end)] = None
             elif (cat == "war" or cat == "peace") and len(context) < 6:
                 context[(start, end)] = None

@@ -67,6 +67,4 @@ async def healthz(request: Request) -> JSONResponse:
 
 @router.get("/metrics", summary="Prometheus metrics")
 async def prometheus_metrics() -> Response:
-    return Response(
-        metrics.METRICS.exposition(), media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"}
-    )
+    return Response(metrics.METRICS.exposition(), media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})

@@ -44,7 +44,7 @@ def page(request: Request, state: WebState, name: str, **context: Any) -> HTMLRe
 def public_base(request: Request, state: WebState) -> str:
     """Absolute links use TRACKER_BASE_URL when it is set (behind a proxy), else the request's own URL."""
     settings = state.app.settings
-    explicit = getattr(settings, "model_fields_set", set())
+    explicit: set[str] = getattr(settings, "model_fields_set", set())
     configured = getattr(settings, "base_url", None) if "base_url" in explicit else None
     return str(configured or request.base_url).rstrip("/")
 
