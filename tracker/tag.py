@@ -127,6 +127,7 @@ def _fold_table() -> dict[int, str]:
 
 FOLD = _fold_table()
 TOKEN = re.compile(r"\w+")
+NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 SENTENCE_END = re.compile(r"[.!?;。！？]\s|\n")
 CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
 _ALT = re.compile(r"\{([^{}]*)\}")
@@ -134,7 +135,16 @@ _ALT = re.compile(r"\{([^{}]*)\}")
 
 def fold(text: str) -> str:
     """Lower case without diacritics, same length as ``text`` (offsets carry over)."""
-    return text.translate(FOLD).lower()
+    if "İ" in text:
+        text = text.replace("İ", "i")  # the one letter whose lower() is two characters
+    low = text.lower()
+    if low.isascii():
+        return low
+    return NON_ASCII.sub(_fold_run, low)
+
+
+def _fold_run(m: re.Match[str]) -> str:
+    return m.group().translate(FOLD)
 
 
 def expand(term: str) -> list[str]:

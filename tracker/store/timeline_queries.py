@@ -53,7 +53,7 @@ KeyKind = Literal["mediator", "obstacle"]
 
 FTS_SMALL = 3000  # at most this many FTS matches are sorted directly; more means "walk the date index"
 WALK_MIN_CHUNK = 256  # first candidate chunk of a search walk (doubles each round)
-FTS_RANGE_SPREAD = 16  # a chunk whose id range is wider than this x its size is checked by id list
+FTS_RANGE_SPREAD = 256  # a chunk whose id range is wider than this x its size is checked by id list
 MAX_LIMIT = 500
 ACTIVITY_DAYS = 30
 LATEST_PER_KEY = 3
