@@ -143,9 +143,7 @@ def release_stale_leases(engine: Engine, *, host: str | None = None) -> int:
     feed = ingest.FEED
     with engine.connect() as conn:
         rows = conn.execute(
-            select(feed.c.lease_owner, func.count())
-            .where(feed.c.lease_owner.is_not(None))
-            .group_by(feed.c.lease_owner)
+            select(feed.c.lease_owner, func.count()).where(feed.c.lease_owner.is_not(None)).group_by(feed.c.lease_owner)
         ).all()
     freed = 0
     for owner, count in rows:

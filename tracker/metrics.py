@@ -51,9 +51,7 @@ class Metrics:
         )
         self.digests_sent = Counter("tracker_digests_sent", "Digest emails accepted by the SMTP server.", registry=r)
         self.digests_failed = Counter("tracker_digests_failed", "Digest deliveries that failed.", registry=r)
-        self.config_reloads = Counter(
-            "tracker_config_reloads", "Config reloads by result.", ["result"], registry=r
-        )
+        self.config_reloads = Counter("tracker_config_reloads", "Config reloads by result.", ["result"], registry=r)
         for result in ("ok", "invalid"):
             self.config_reloads.labels(result)
         if process:

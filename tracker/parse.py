@@ -280,6 +280,8 @@ def parse_feed(content: bytes, *, url: str, headers: Mapping[str, str] | None = 
     headers = {k.lower(): v for k, v in (headers or {}).items()}
     if not content or not content.strip():
         return ParsedFeed(None, None, None, None, (), error="empty document")
+    if content.lstrip()[:1] == b"{" and "json" not in headers.get("content-type", ""):
+        headers["content-type"] = "application/feed+json"  # JSON Feed served as text/plain or octet-stream
     try:
         d = feedparser.parse(
             content,
@@ -315,6 +317,8 @@ def parse_feed(content: bytes, *, url: str, headers: Mapping[str, str] | None = 
     except (TypeError, ValueError):
         ttl_minutes = None
     warning = bozo
+    if not entries and not warning:
+        warning = "the feed has no entries"
     if errors:
         warning = f"{errors} entries could not be read" + (f"; {bozo}" if bozo else "")
     return ParsedFeed(

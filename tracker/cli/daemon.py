@@ -106,16 +106,19 @@ def demo(
 ) -> None:
     """Serve bundled sample feeds on 127.0.0.1 and run the daemon + web view against them."""
     from tracker import demo as demo_mod
-    from tracker.app import build
+    from tracker.app import build, init
     from tracker.daemon import DaemonOptions
     from tracker.logsetup import setup_logging
 
     setup_logging(log_format.value, "INFO")
     server = demo_mod.DemoFeedServer(port=feeds_port).start()
     try:
-        workdir = Path(database.removeprefix("sqlite:///")).parent if database.startswith("sqlite:///") else Path("data")
+        workdir = (
+            Path(database.removeprefix("sqlite:///")).parent if database.startswith("sqlite:///") else Path("data")
+        )
         config = demo_mod.write_config(workdir / "demo-feeds.yaml", server)
         a = build(config_path=config, database_url=database)
+        init(a)
         web_port = demo_mod.free_port(preferred=port)
         url = f"http://127.0.0.1:{web_port}/"
         err.print(
