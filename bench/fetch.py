@@ -65,10 +65,7 @@ def main() -> None:
     args = ap.parse_args()
     with FeedFarm(args.feeds, args.items, latency=args.latency, process=True, hosts=args.hosts) as farm:
         asyncio.run(run(farm, 50, 10, 1, quiet=True))  # warm the farm's render cache; not reported
-        print(
-            f"{args.feeds} feeds × {args.items} items, {args.latency * 1e3:.0f} ms latency, "
-            f"{args.hosts} hosts"
-        )
+        print(f"{args.feeds} feeds × {args.items} items, {args.latency * 1e3:.0f} ms latency, {args.hosts} hosts")
         for c in args.concurrency:
             asyncio.run(run(farm, c, args.per_host, args.rounds))
 

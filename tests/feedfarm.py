@@ -373,9 +373,7 @@ class FarmServer:
         self.stats.bytes_sent += len(data)
         writer.write(data)
 
-    def _start_chunked(
-        self, writer: asyncio.StreamWriter, status: int, headers: Iterable[tuple[str, str]]
-    ) -> None:
+    def _start_chunked(self, writer: asyncio.StreamWriter, status: int, headers: Iterable[tuple[str, str]]) -> None:
         self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1
         parts = [f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}\r\n"]
         parts.extend(f"{k}: {v}\r\n" for k, v in headers)
@@ -518,9 +516,7 @@ class FarmServer:
         filler = b"x" * 65536
         if with_length:
             self.stats.by_status[200] = self.stats.by_status.get(200, 0) + 1
-            writer.write(
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\nContent-Length: %d\r\n\r\n" % size
-            )
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\nContent-Length: %d\r\n\r\n" % size)
         else:
             self._start_chunked(writer, 200, [("Content-Type", "application/rss+xml")])
 
@@ -545,9 +541,7 @@ class FarmServer:
 
     async def _bomb(self, gigabytes: float, writer: asyncio.StreamWriter) -> None:
         """A gzip stream of zeros compressed on the fly: a few MB on the wire, never held in memory."""
-        self._start_chunked(
-            writer, 200, [("Content-Type", "application/rss+xml"), ("Content-Encoding", "gzip")]
-        )
+        self._start_chunked(writer, 200, [("Content-Type", "application/rss+xml"), ("Content-Encoding", "gzip")])
         comp = zlib.compressobj(9, zlib.DEFLATED, 31)
         self._chunk(writer, comp.compress(b'<?xml version="1.0"?><rss version="2.0"><channel><!--'))
         zeros = bytes(1 << 20)
@@ -655,9 +649,7 @@ class FeedFarm:
     def all_items(self) -> set[str]:
         return {g for i in range(self.feeds) for g in self.model.guids(i)}
 
-    def change(
-        self, fraction: float, rng: random.Random, *, count: int = 1, now: float | None = None
-    ) -> list[int]:
+    def change(self, fraction: float, rng: random.Random, *, count: int = 1, now: float | None = None) -> list[int]:
         """Publish ``count`` new items in ``fraction`` of the feeds; returns the changed feed indices."""
         k = round(fraction * self.feeds)
         chosen = sorted(rng.sample(range(self.feeds), k))

@@ -13,9 +13,7 @@ from tracker import digest as dg
 from tracker.models import Evidence, TimelineEntry
 
 NOW = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)  # 11:30 in Kyiv (UTC+2 in November)
-SPEC = dg.DigestSpec(
-    name="daily", recipients=("ana@example.org",), schedule="0 7 * * *", timezone="Europe/Kyiv"
-)
+SPEC = dg.DigestSpec(name="daily", recipients=("ana@example.org",), schedule="0 7 * * *", timezone="Europe/Kyiv")
 
 
 def entry(
@@ -42,9 +40,7 @@ def entry(
         sources=sources,
         mediators=mediators,
         obstacles=obstacles,
-        evidence=tuple(
-            Evidence(mediators[0] if mediators else "x", "mediator", p, 0, len(p)) for p in phrases
-        ),
+        evidence=tuple(Evidence(mediators[0] if mediators else "x", "mediator", p, 0, len(p)) for p in phrases),
         score=score,
     )
 
@@ -204,9 +200,7 @@ def test_status_line_counts_activity_and_recalls_what_was_known_before() -> None
 
 def hostile_digest() -> dg.Digest:
     entries = [
-        entry(
-            1, "<script>alert(1)</script>", ("Evil", "Worse"), mediators=("turkey",), phrases=("<b>x</b>",)
-        ),
+        entry(1, "<script>alert(1)</script>", ("Evil", "Worse"), mediators=("turkey",), phrases=("<b>x</b>",)),
         entry(2, "Title\r\nBcc: victim@example.org", mediators=("turkey",), link="javascript:alert(2)"),
         entry(
             3,

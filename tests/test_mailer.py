@@ -89,9 +89,7 @@ def inbox() -> Iterator[Inbox]:
 
     class Handler:
         async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            box.received.append(
-                Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content)
-            )
+            box.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
             return "250 Message accepted for delivery"
 
     box = Inbox(Handler(), free_port())
@@ -207,9 +205,7 @@ def test_digest_arrives_as_multipart_alternative_with_only_new_items(app: App, i
     assert (run.queued, run.sent, run.failed) == (1, 1, 0)
 
     store(app, "AP", "Vatican envoy meets Zelensky in Kyiv", at(1, 9))
-    store(
-        app, "DW", "Occupied regions block any ceasefire", at(1, 10), mediators=(), obstacles=("territory",)
-    )
+    store(app, "DW", "Occupied regions block any ceasefire", at(1, 10), mediators=(), obstacles=("territory",))
     run = mailer.run_digests(app, at(2, 7, 1))
     assert (run.queued, run.sent) == (1, 1)
 
@@ -339,9 +335,7 @@ def test_empty_periods_move_the_watermark_without_mail_unless_send_empty(app: Ap
     assert "no new entries" in inbox.received[0].message["Subject"]
 
 
-def test_a_send_interrupted_before_marking_is_retried_only_after_the_stuck_timeout(
-    app: App, inbox: Inbox
-) -> None:
+def test_a_send_interrupted_before_marking_is_retried_only_after_the_stuck_timeout(app: App, inbox: Inbox) -> None:
     store(app, "Reuters", "Erdogan offers Istanbul venue for talks", at(0, 12))
     now = at(1, 7, 5)
     assert mailer.enqueue_due(app, now) == 1
@@ -467,9 +461,7 @@ def build_example(app: App) -> EmailMessage:
     start = end - timedelta(days=1)
     app.config = SimpleNamespace(digests=[EXAMPLE_SPEC])
     with app.engine.begin() as conn:
-        conn.execute(
-            outbox.PERIOD.insert().values(digest="daily", recipient="desk@example.org", period_end=start)
-        )
+        conn.execute(outbox.PERIOD.insert().values(digest="daily", recipient="desk@example.org", period_end=start))
     for feeds, title, summary, med, obs, hours in EXAMPLE_ITEMS:
         for feed in feeds:
             link = store(app, feed, title, start + timedelta(hours=hours), mediators=med, obstacles=obs)

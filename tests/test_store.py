@@ -35,9 +35,7 @@ def feed_ids(engine: Engine) -> dict[str, int]:
         return {r.name: r.id for r in conn.execute(select(ingest.FEED.c.name, ingest.FEED.c.id))}
 
 
-def entry(
-    key: str, *, link: str | None, title: str = "Talks in Istanbul", body: str = "Ukraine and Russia"
-) -> Entry:
+def entry(key: str, *, link: str | None, title: str = "Talks in Istanbul", body: str = "Ukraine and Russia") -> Entry:
     digest = hashlib.sha256(f"{title}\n{body}".encode()).hexdigest()[:32]
     return Entry(
         dedup_key=key,
@@ -115,9 +113,7 @@ def test_repolling_never_duplicates(engine: Engine) -> None:
 
 def test_changed_content_updates_in_place(engine: Engine) -> None:
     fid = feed_ids(engine)["Feed A"]
-    ingest.apply_feed_result(
-        engine, update_for(fid), [entry("guid:x", link="https://ex.org/x")], [TAGS], now=NOW
-    )
+    ingest.apply_feed_result(engine, update_for(fid), [entry("guid:x", link="https://ex.org/x")], [TAGS], now=NOW)
     changed = entry("guid:x", link="https://ex.org/x", title="Talks in Istanbul resume", body="Updated text")
     plain = Tags(relevant=True, score=0.5, obstacles=("security_guarantees",))
     res = ingest.apply_feed_result(engine, update_for(fid), [changed], [plain], now=NOW + timedelta(hours=1))

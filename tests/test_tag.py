@@ -33,11 +33,17 @@ CASES = [
     ("UAE brokers prisoner exchange between Russia and Ukraine", {"uae"}, set()),
     ("Switzerland to host peace summit on Ukraine at Bürgenstock; Russia not invited", {"switzerland"}, set()),
     ("Kyiv rejects land swap as Russia demands Ukraine withdraw from Donbas before ceasefire", set(), {"territory"}),
-    ("Ukraine wants NATO-style Article 5 security guarantees from partners before peace deal with Russia", set(),
-     {"security_guarantees"}),
+    (
+        "Ukraine wants NATO-style Article 5 security guarantees from partners before peace deal with Russia",
+        set(),
+        {"security_guarantees"},
+    ),
     ("ICC arrest warrant for Putin complicates peace talks with Ukraine", set(), {"accountability"}),
-    ("EU sanctions package and frozen Russian assets raise pressure on Moscow to end the war in Ukraine", set(),
-     {"international_pressure"}),
+    (
+        "EU sanctions package and frozen Russian assets raise pressure on Moscow to end the war in Ukraine",
+        set(),
+        {"international_pressure"},
+    ),
 ]
 
 
@@ -56,10 +62,18 @@ LANGUAGES = [
     ("fr", "Le pape propose le Vatican pour des négociations entre la Russie et l'Ukraine", {"vatican"}, set()),
     ("es", "Ucrania rechaza concesiones territoriales en las negociaciones con Rusia", set(), {"territory"}),
     ("pt", "Ucrânia pede garantias de segurança antes do cessar-fogo com a Rússia", set(), {"security_guarantees"}),
-    ("de", "EU beschließt neue Sanktionen gegen Russland; Friedensgespräche mit der Ukraine stocken", set(),
-     {"international_pressure"}),
-    ("it", "Crimini di guerra: la Corte penale internazionale e i negoziati tra Russia e Ucraina", set(),
-     {"accountability"}),
+    (
+        "de",
+        "EU beschließt neue Sanktionen gegen Russland; Friedensgespräche mit der Ukraine stocken",
+        set(),
+        {"international_pressure"},
+    ),
+    (
+        "it",
+        "Crimini di guerra: la Corte penale internazionale e i negoziati tra Russia e Ucraina",
+        set(),
+        {"accountability"},
+    ),
     ("pl", "Rozmowy pokojowe: Ukraina odrzuca ustępstwa terytorialne wobec Rosji", set(), {"territory"}),
     ("ar", "أردوغان يعرض استضافة محادثات السلام بين روسيا وأوكرانيا في إسطنبول", {"turkey"}, set()),
     ("zh", "中国特使李辉访问乌克兰和俄罗斯 推动和谈", {"china"}, set()),
@@ -154,7 +168,9 @@ def test_overrides_extend_the_taxonomy() -> None:
 
 def test_invalid_taxonomy_is_rejected(tmp_path: Path) -> None:
     bad = tmp_path / "t.yaml"
-    bad.write_text("version: 1\ncontext: {war: [x], peace: [y]}\nroles: [z]\nmediators: {a: {labl: A}}\nobstacles: {}\n")
+    bad.write_text(
+        "version: 1\ncontext: {war: [x], peace: [y]}\nroles: [z]\nmediators: {a: {labl: A}}\nobstacles: {}\n"
+    )
     with pytest.raises(TaxonomyError, match="mediators.a"):
         load_taxonomy(bad)
 

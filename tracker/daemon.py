@@ -367,8 +367,9 @@ class Daemon:
         finally:
             for sig in signals:
                 loop.remove_signal_handler(sig)
-            if self._scheduler is not None and self._scheduler.running:
+            if self._scheduler is not None:
                 self._scheduler.shutdown(wait=False)
+                self._scheduler = None
             if self.poller is not None:
                 await asyncio.to_thread(self.poller.close)
                 await asyncio.to_thread(ingest.release_leases, self.app.engine, self.worker)
@@ -444,6 +445,7 @@ class Daemon:
         self._stop.set()  # Poller.poll starts no new feed from now on
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
+            self._scheduler = None
         pending = {t for t in self._tasks if not t.done()}
         if pending:
             log.info(

@@ -326,9 +326,7 @@ def latest_by_tag(entries: Iterable[TimelineEntry]) -> dict[str, TimelineEntry]:
     return latest
 
 
-def status_line(
-    new: int, prior: TimelineEntry | None, activity: int | None, tz: ZoneInfo | None = None
-) -> str:
+def status_line(new: int, prior: TimelineEntry | None, activity: int | None, tz: ZoneInfo | None = None) -> str:
     """Where a key stood: how busy it is, and what was last known before this digest's news."""
     parts = [f"{new} new"]
     if activity is not None:
@@ -529,9 +527,7 @@ def render_digest(digest: Digest, *, labels: Mapping[str, str] | None = None) ->
         {
             "kind": sec.kind,
             "label": sec.label,
-            "link": f"{web.rstrip('/')}/timeline?{sec.kind}={quote(sec.key)}"
-            if web and sec.kind != "other"
-            else None,
+            "link": f"{web.rstrip('/')}/timeline?{sec.kind}={quote(sec.key)}" if web and sec.kind != "other" else None,
             "status": sec.status,
             "stories": [_story_view(s, tz, labels) for s in sec.stories],
             "see_also": [{"title": one_line(s.lead.title, 200), "where": w} for s, w in sec.see_also],
@@ -603,9 +599,7 @@ def build_message(
     msg["From"] = _address(sender, display=one_line(digest.spec.heading, 60))
     msg["To"] = _address(digest.recipient)
     msg["Date"] = format_datetime(date)
-    msg["Message-ID"] = message_id or message_id_for(
-        digest.spec.name, digest.recipient, digest.period_end, domain
-    )
+    msg["Message-ID"] = message_id or message_id_for(digest.spec.name, digest.recipient, digest.period_end, domain)
     list_name = one_line(digest.spec.heading, 60).replace('"', "'")
     msg["List-Id"] = f'"{list_name}" <{slug(digest.spec.name)}.digests.{domain}>'
     unsub = [f"<{unsubscribe_mailto(parseaddr(sender)[1] or sender, digest.spec.name)}>"]

@@ -49,8 +49,7 @@ except ImportError:  # entry makes `import sniffio` fail at once, and httpcore/a
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 PERMANENT = frozenset({301, 308})
 ACCEPT = (
-    "application/rss+xml, application/atom+xml, application/rdf+xml, application/xml;q=0.9, "
-    "text/xml;q=0.9, */*;q=0.5"
+    "application/rss+xml, application/atom+xml, application/rdf+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
 )
 DEFAULT_USER_AGENT = f"tracker/{__version__} (Ukraine-Russia peace-process news tracker; feed reader)"
 
@@ -249,13 +248,9 @@ class Fetcher:
             self._ssl = httpx.create_ssl_context()  # loading CA certificates takes ~10 ms: do it once
         n = -(-s.per_host_concurrency // LANE_CONNECTIONS)
         size = -(-s.per_host_concurrency // n)
-        limits = httpx.Limits(
-            max_connections=size, max_keepalive_connections=size, keepalive_expiry=s.keepalive_expiry
-        )
+        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size, keepalive_expiry=s.keepalive_expiry)
         return [
-            httpx.AsyncHTTPTransport(
-                verify=self._ssl, limits=limits, http1=True, http2=False, retries=0, proxy=s.proxy
-            )
+            httpx.AsyncHTTPTransport(verify=self._ssl, limits=limits, http1=True, http2=False, retries=0, proxy=s.proxy)
             for _ in range(n)
         ]
 
@@ -324,20 +319,14 @@ class Fetcher:
                         lane = pool.lane()
                         try:
                             async with asyncio.timeout_at(deadline):
-                                request = httpx.Request(
-                                    "GET", target, headers=headers, extensions=self._extensions
-                                )
+                                request = httpx.Request("GET", target, headers=headers, extensions=self._extensions)
                                 response = await pool.lanes[lane].handle_async_request(request)
                                 response.request = request
                                 try:
                                     status = response.status_code
-                                    location = (
-                                        response.headers.get("location") if status in REDIRECTS else None
-                                    )
+                                    location = response.headers.get("location") if status in REDIRECTS else None
                                     if location is None:
-                                        return await self._final(
-                                            req, url, response, started, permanent and hops > 0
-                                        )
+                                        return await self._final(req, url, response, started, permanent and hops > 0)
                                     await self._discard(response)
                                 finally:
                                     await response.aclose()

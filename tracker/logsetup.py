@@ -143,7 +143,7 @@ def setup_logging(fmt: str = "text", level: str | int = "INFO", stream: IO[str] 
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
     # Libraries that are chatty at INFO: one line per HTTP request would drown the feed outcomes.
-    for name in ("httpx", "httpcore", "apscheduler.executors", "uvicorn.access"):
+    for name in ("httpx", "httpcore", "apscheduler", "uvicorn.access"):
         logging.getLogger(name).setLevel(logging.WARNING)
     sched = logging.getLogger("apscheduler.scheduler")
     if not any(isinstance(f, _SkippedRun) for f in sched.filters):

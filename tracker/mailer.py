@@ -150,9 +150,7 @@ def taxonomy_labels() -> dict[str, str]:
         return {}
     labels: dict[str, str] = {}
     for group in ("mediators", "obstacles"):
-        for key, value in _items(
-            getattr(tax, group, None) or (tax.get(group) if isinstance(tax, Mapping) else None)
-        ):
+        for key, value in _items(getattr(tax, group, None) or (tax.get(group) if isinstance(tax, Mapping) else None)):
             label = value.get("label") if isinstance(value, Mapping) else getattr(value, "label", None)
             if label:
                 labels[str(key)] = str(label)
@@ -163,9 +161,7 @@ def _items(group: Any) -> list[tuple[Any, Any]]:
     if isinstance(group, Mapping):
         return list(group.items())
     if isinstance(group, (list, tuple)):
-        return [
-            (getattr(v, "key", None) or (v.get("key") if isinstance(v, Mapping) else None), v) for v in group
-        ]
+        return [(getattr(v, "key", None) or (v.get("key") if isinstance(v, Mapping) else None), v) for v in group]
     return []
 
 
@@ -324,18 +320,14 @@ def _error_text(exc: BaseException) -> str:
     return dg.one_line(f"{type(exc).__name__}: {exc}", 500)
 
 
-def deliver_pending(
-    engine: Engine, smtp: SmtpSettings, now: datetime, *, limit: int = 200
-) -> tuple[int, int]:
+def deliver_pending(engine: Engine, smtp: SmtpSettings, now: datetime, *, limit: int = 200) -> tuple[int, int]:
     """Send due outbox rows; returns (sent, failed).  Failures get a backoff, never a duplicate.
 
     After a server-level failure (refused connection, TLS, login) the remaining due rows are not
     tried in this run but get the same error and backoff, so a down server costs one connect.
     """
     if not smtp.host:
-        if outbox.due_ids(
-            engine, now=now, stuck_before=now - STUCK_AFTER, max_attempts=MAX_ATTEMPTS, limit=1
-        ):
+        if outbox.due_ids(engine, now=now, stuck_before=now - STUCK_AFTER, max_attempts=MAX_ATTEMPTS, limit=1):
             log.warning("digests are waiting in the outbox but TRACKER_SMTP_HOST is not set")
         return 0, 0
     stuck_before = now - STUCK_AFTER
@@ -350,9 +342,7 @@ def deliver_pending(
                 continue
             retry_at = now + backoff(row.attempts + 1)
             if server_error is not None:
-                outbox.mark_failed(
-                    engine, row.id, error=f"not tried: {server_error}", next_attempt_at=retry_at
-                )
+                outbox.mark_failed(engine, row.id, error=f"not tried: {server_error}", next_attempt_at=retry_at)
                 failed += 1
                 continue
             if row.stuck:
@@ -415,9 +405,7 @@ class Preview:
     next_send: datetime | None
 
 
-def preview(
-    app: Any, now: datetime, *, digest: str | None = None, recipient: str | None = None
-) -> list[Preview]:
+def preview(app: Any, now: datetime, *, digest: str | None = None, recipient: str | None = None) -> list[Preview]:
     """What the next digest of each (digest, recipient) would hold, without writing anything."""
     smtp = SmtpSettings.from_settings(app.settings)
     labels = taxonomy_labels()
@@ -435,8 +423,6 @@ def preview(
                 if period is None:
                     start = mark or dg.first_period_start(spec.schedule, spec.timezone, now)
                     period = (start, now)
-                c = compose(
-                    conn, spec, rcpt, *period, settings=app.settings, smtp=smtp, now=now, labels=labels
-                )
+                c = compose(conn, spec, rcpt, *period, settings=app.settings, smtp=smtp, now=now, labels=labels)
                 out.append(Preview(c, due=is_due, next_send=dg.next_fire(spec.schedule, spec.timezone, now)))
     return out

@@ -39,7 +39,9 @@ def feeds_from_opml(data: bytes) -> list[FeedConfig]:
         name = (node.get("title") or node.get("text") or url).strip()
         lang = (node.get("language") or "").strip().lower() or None
         try:
-            feeds.append(FeedConfig(url=url, name=name, language=lang if lang and re.fullmatch(r"[a-z]{2,3}", lang) else None))
+            feeds.append(
+                FeedConfig(url=url, name=name, language=lang if lang and re.fullmatch(r"[a-z]{2,3}", lang) else None)
+            )
         except ValueError as exc:
             raise ValueError(f"outline {name!r}: {exc}") from None
     return feeds

@@ -16,6 +16,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 import html
+import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -173,7 +174,9 @@ def _html_of(detail: Any) -> tuple[str, bool]:
 
 def _entry(raw: Any, *, base: str, feed_language: str | None, now: datetime) -> Entry:
     entry_base = (raw.get("title_detail") or {}).get("base") or base
-    title_raw, title_html = _html_of(raw.get("title_detail")) if raw.get("title_detail") else (raw.get("title", ""), False)
+    title_raw, title_html = (
+        _html_of(raw.get("title_detail")) if raw.get("title_detail") else (raw.get("title", ""), False)
+    )
     title = repair(to_text(title_raw) if title_html or "&" in title_raw else SPACE_RE.sub(" ", title_raw).strip())
 
     summary_raw, summary_is_html = _html_of(raw.get("summary_detail"))
@@ -225,10 +228,12 @@ def _entry(raw: Any, *, base: str, feed_language: str | None, now: datetime) -> 
         key = f"link:{link}"
     else:
         key = "hash:" + hashlib.sha256(digest_src.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-    content_hash = hashlib.sha256(f"{title}\n{summary_text}\n{body_text}".encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    content_hash = hashlib.sha256(f"{title}\n{summary_text}\n{body_text}".encode("utf-8", "surrogatepass")).hexdigest()[
+        :32
+    ]
     text = f"{title}\n{body_text}"[:MAX_TEXT]
     author = repair(raw.get("author") or "").strip() or None
-    language = (raw.get("language") or (raw.get("title_detail") or {}).get("language") or feed_language or None)
+    language = raw.get("language") or (raw.get("title_detail") or {}).get("language") or feed_language or None
     return Entry(
         dedup_key=key,
         guid=guid,
@@ -251,6 +256,53 @@ def _lang(value: str | None) -> str | None:
         return None
     value = value.strip().lower().replace("_", "-")
     return value.split("-")[0][:8] or None
+
+
+def _json_feed(content: bytes) -> Any:
+    """JSON Feed 1.0 / 1.1 in the shape feedparser gives, so one entry normaliser serves all formats."""
+    FPD = feedparser.FeedParserDict
+    try:
+        doc = json.loads(content)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return FPD(feed=FPD(), entries=[], version="", bozo=1, bozo_exception=f"invalid JSON: {exc}")
+    if not isinstance(doc, dict) or "jsonfeed.org" not in str(doc.get("version", "")):
+        return FPD(feed=FPD(), entries=[], version="", bozo=1, bozo_exception="JSON but not a JSON Feed")
+    entries = []
+    for it in doc.get("items") or []:
+        if not isinstance(it, dict):
+            continue
+        authors = it.get("authors") or ([it["author"]] if isinstance(it.get("author"), dict) else [])
+        e = FPD(
+            id=str(it.get("id") or ""), link=it.get("url") or it.get("external_url") or "", title=it.get("title") or ""
+        )
+        e["title_detail"] = FPD(value=e["title"], type="text/plain", base="", language=doc.get("language"))
+        if it.get("content_html"):
+            e["content"] = [FPD(value=it["content_html"], type="text/html")]
+        elif it.get("content_text"):
+            e["content"] = [FPD(value=it["content_text"], type="text/plain")]
+        if it.get("summary"):
+            e["summary_detail"] = FPD(value=it["summary"], type="text/plain")
+        for key, field in (("date_published", "published_parsed"), ("date_modified", "updated_parsed")):
+            when = _iso(it.get(key))
+            if when is not None:
+                e[field] = when.utctimetuple()
+        if authors and isinstance(authors[0], dict):
+            e["author"] = authors[0].get("name") or ""
+        if it.get("language"):
+            e["language"] = it["language"]
+        entries.append(e)
+    feed = FPD(title=doc.get("title") or "", link=doc.get("home_page_url") or "", language=doc.get("language"))
+    return FPD(feed=feed, entries=entries, version="json1", bozo=0)
+
+
+def _iso(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def _redetect(content: bytes, headers: dict[str, str], url: str) -> Any:
@@ -280,15 +332,16 @@ def parse_feed(content: bytes, *, url: str, headers: Mapping[str, str] | None = 
     headers = {k.lower(): v for k, v in (headers or {}).items()}
     if not content or not content.strip():
         return ParsedFeed(None, None, None, None, (), error="empty document")
-    if content.lstrip()[:1] == b"{" and "json" not in headers.get("content-type", ""):
-        headers["content-type"] = "application/feed+json"  # JSON Feed served as text/plain or octet-stream
     try:
-        d = feedparser.parse(
-            content,
-            response_headers={**headers, "content-location": url},
-            sanitize_html=False,
-            resolve_relative_uris=False,
-        )
+        if content.lstrip()[:1] == b"{" or "json" in headers.get("content-type", ""):
+            d = _json_feed(content)  # feedparser 6 reads no JSON Feed
+        else:
+            d = feedparser.parse(
+                content,
+                response_headers={**headers, "content-location": url},
+                sanitize_html=False,
+                resolve_relative_uris=False,
+            )
     except Exception as exc:  # feedparser is robust, but a parser bug must stay this feed's error
         return ParsedFeed(None, None, None, None, (), error=f"parser failure: {exc!r}"[:500])
     if d.get("bozo") and isinstance(d.get("bozo_exception"), feedparser.CharacterEncodingOverride):

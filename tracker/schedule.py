@@ -69,9 +69,7 @@ def backoff(consecutive_failures: int, settings: ScheduleSettings) -> timedelta:
     return min(settings.backoff_base * (2**n), settings.backoff_max)
 
 
-def item_rate(
-    published: Iterable[datetime], *, now: datetime, window: timedelta = timedelta(days=7)
-) -> float:
+def item_rate(published: Iterable[datetime], *, now: datetime, window: timedelta = timedelta(days=7)) -> float:
     """New items per day from publish times: the items of the last ``window`` over the span they cover.
 
     The span is at least one day, so a first fetch that finds 30 items from the last hour reads as

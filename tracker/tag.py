@@ -17,9 +17,9 @@ Decision order (documented in docs/tagging.md):
 from __future__ import annotations
 
 import functools
-from bisect import bisect_right
 import re
 import unicodedata
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources

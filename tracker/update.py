@@ -95,9 +95,7 @@ def decide(
     rate = claimed.new_items_rate
     if outcome == "ok" and processed is not None:
         # The document itself says how often the feed publishes; a 304 keeps the last estimate.
-        rate = item_rate(
-            (e.published for e in processed.parsed.entries), now=now, window=schedule.rate_window
-        )
+        rate = item_rate((e.published for e in processed.parsed.entries), now=now, window=schedule.rate_window)
     parsed = processed.parsed if processed else None
     due = next_due(
         now=now,

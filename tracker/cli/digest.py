@@ -35,15 +35,11 @@ def _parse_now(value: str | None) -> datetime:
 def digest(
     ctx: typer.Context,
     preview: bool = typer.Option(False, "--preview", help="Show the next digest; send and record nothing."),
-    send: bool = typer.Option(
-        False, "--send", help="Queue the digests that are due now and deliver the outbox."
-    ),
+    send: bool = typer.Option(False, "--send", help="Queue the digests that are due now and deliver the outbox."),
     name: str | None = typer.Option(None, "--digest", help="Only this digest (name from feeds.yaml)."),
     recipient: str | None = typer.Option(None, "--recipient", help="Preview for this address."),
     html: Path | None = typer.Option(None, "--html", help="With --preview: also write the HTML part here."),
-    now_opt: str | None = typer.Option(
-        None, "--now", help="Pretend it is this ISO time (UTC if naive).", hidden=True
-    ),
+    now_opt: str | None = typer.Option(None, "--now", help="Pretend it is this ISO time (UTC if naive).", hidden=True),
 ) -> None:
     """Digest emails: --preview renders the next one; --send queues what is due and delivers it."""
     if preview == send:
@@ -65,15 +61,11 @@ def digest(
         _send(a, now, name)
 
 
-def _preview(
-    a: tracker_app.App, now: datetime, name: str | None, recipient: str | None, html: Path | None
-) -> None:
+def _preview(a: tracker_app.App, now: datetime, name: str | None, recipient: str | None, html: Path | None) -> None:
     previews = mailer.preview(a, now, digest=name, recipient=recipient)
     for i, p in enumerate(previews):
         d = p.composed.digest
-        when = (
-            "due now" if p.due else f"so far; next send {p.next_send.isoformat() if p.next_send else 'never'}"
-        )
+        when = "due now" if p.due else f"so far; next send {p.next_send.isoformat() if p.next_send else 'never'}"
         err.print(
             f"digest {d.spec.name} → {d.recipient}: {d.period_start.isoformat()} .. "
             f"{d.period_end.isoformat()} ({when}); {d.item_count} entries in {d.story_count} stories"
@@ -84,9 +76,7 @@ def _preview(
             sys.stdout.write("\n" + "-" * 76 + "\n\n")
         if html is not None:
             target = (
-                html
-                if len(previews) == 1
-                else html.with_name(f"{html.stem}-{slug(d.spec.name)}-{i + 1}{html.suffix}")
+                html if len(previews) == 1 else html.with_name(f"{html.stem}-{slug(d.spec.name)}-{i + 1}{html.suffix}")
             )
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(p.composed.html, encoding="utf-8")

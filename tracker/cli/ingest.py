@@ -75,9 +75,7 @@ def check(
 
     async def run() -> list[tuple[str, str, str]]:
         async with Fetcher(a.fetch_settings) as fetcher:
-            results = await asyncio.gather(
-                *(fetcher.fetch(FeedRequest(i, str(f.url))) for i, f in enumerate(feeds))
-            )
+            results = await asyncio.gather(*(fetcher.fetch(FeedRequest(i, str(f.url))) for i, f in enumerate(feeds)))
         rows = []
         for f, r in zip(feeds, results, strict=True):
             if r.outcome == "ok" and r.content is not None:
@@ -99,9 +97,7 @@ def check(
         raise typer.Exit(EXIT_RUNTIME)
 
 
-feeds_app = typer.Typer(
-    help="List feeds with their health; import or export OPML.", invoke_without_command=True
-)
+feeds_app = typer.Typer(help="List feeds with their health; import or export OPML.", invoke_without_command=True)
 app.add_typer(feeds_app, name="feeds")
 
 

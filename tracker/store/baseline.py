@@ -9,16 +9,14 @@ from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
 from tracker.models import TimelineEntry
+from tracker.store.tables import BaselineEvent
 from tracker.timeline import BaselineEvent as BaselineSpec
 from tracker.timeline import load_baseline_events
-from tracker.store.tables import BaselineEvent
 
 BASELINE = BaselineEvent.__table__  # type: ignore[attr-defined]
 
 
-def load(
-    engine: Engine, *, now: datetime, events: Sequence[BaselineSpec | TimelineEntry] | None = None
-) -> int:
+def load(engine: Engine, *, now: datetime, events: Sequence[BaselineSpec | TimelineEntry] | None = None) -> int:
     """Make the stored baseline equal the versioned file's events (or ``events``); returns how many."""
     specs = [_spec(e) for e in events] if events is not None else load_baseline_events()
     rows = [

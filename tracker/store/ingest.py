@@ -178,9 +178,7 @@ def claim_due(
         rows = conn.execute(query).all()
         ids = [r.id for r in rows]
         for chunk in _chunks(ids):
-            conn.execute(
-                update(FEED).where(FEED.c.id.in_(chunk)).values(lease_owner=worker, lease_until=now + lease)
-            )
+            conn.execute(update(FEED).where(FEED.c.id.in_(chunk)).values(lease_owner=worker, lease_until=now + lease))
     return [
         ClaimedFeed(
             request=FeedRequest(r.id, r.url, r.etag, r.last_modified),
@@ -198,9 +196,7 @@ def claim_due(
 def release_leases(engine: Engine, worker: str) -> None:
     """Give back what this worker still holds (on clean shutdown)."""
     with _write(engine) as conn, conn.begin():
-        conn.execute(
-            update(FEED).where(FEED.c.lease_owner == worker).values(lease_owner=None, lease_until=None)
-        )
+        conn.execute(update(FEED).where(FEED.c.lease_owner == worker).values(lease_owner=None, lease_until=None))
 
 
 # --- one feed's result ----------------------------------------------------------------------
@@ -371,9 +367,7 @@ def evidence_json(tag: Tags) -> str:
     )
 
 
-def _insert_items(
-    conn: Connection, feed_id: int, pairs: list[tuple[Entry, Tags]], *, now: datetime
-) -> dict[str, int]:
+def _insert_items(conn: Connection, feed_id: int, pairs: list[tuple[Entry, Tags]], *, now: datetime) -> dict[str, int]:
     """Insert items in one statement; returns dedup_key -> id, leaving out links another writer took."""
     if not pairs:
         return {}
@@ -423,9 +417,7 @@ def _tag_rows(item_id: int, tag: Tags, published: datetime) -> list[dict[str, ob
     rows: list[dict[str, object]] = [
         {"item_id": item_id, "tag": k, "kind": "mediator", "published_at": published} for k in tag.mediators
     ]
-    rows += [
-        {"item_id": item_id, "tag": k, "kind": "obstacle", "published_at": published} for k in tag.obstacles
-    ]
+    rows += [{"item_id": item_id, "tag": k, "kind": "obstacle", "published_at": published} for k in tag.obstacles]
     return rows
 
 

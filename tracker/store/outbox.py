@@ -60,9 +60,7 @@ def watermark(conn: Connection, digest: str, recipient: str, *, lock: bool = Fal
 
 def _set_watermark(conn: Connection, digest: str, recipient: str, period_end: datetime) -> None:
     res = conn.execute(
-        update(PERIOD)
-        .where(PERIOD.c.digest == digest, PERIOD.c.recipient == recipient)
-        .values(period_end=period_end)
+        update(PERIOD).where(PERIOD.c.digest == digest, PERIOD.c.recipient == recipient).values(period_end=period_end)
     )
     if not res.rowcount:
         conn.execute(insert(PERIOD).values(digest=digest, recipient=recipient, period_end=period_end))
@@ -236,9 +234,7 @@ def _deliverable(now: datetime, stuck_before: datetime, max_attempts: int) -> li
     ]
 
 
-def due_ids(
-    engine: Engine, *, now: datetime, stuck_before: datetime, max_attempts: int, limit: int = 200
-) -> list[int]:
+def due_ids(engine: Engine, *, now: datetime, stuck_before: datetime, max_attempts: int, limit: int = 200) -> list[int]:
     with engine.connect() as conn:
         q = (
             select(OUTBOX.c.id)
@@ -249,9 +245,7 @@ def due_ids(
         return [r.id for r in conn.execute(q)]
 
 
-def claim(
-    engine: Engine, row_id: int, *, now: datetime, stuck_before: datetime, max_attempts: int
-) -> Pending | None:
+def claim(engine: Engine, row_id: int, *, now: datetime, stuck_before: datetime, max_attempts: int) -> Pending | None:
     """Mark one row ``sending_at`` (committed) if it is still deliverable; None if someone else has it."""
     with _write(engine) as conn, conn.begin():
         row = conn.execute(
@@ -262,11 +256,7 @@ def claim(
         res = conn.execute(
             update(OUTBOX)
             .where(OUTBOX.c.id == row_id, OUTBOX.c.sent_at.is_(None))
-            .where(
-                OUTBOX.c.sending_at.is_(None)
-                if row.sending_at is None
-                else OUTBOX.c.sending_at == row.sending_at
-            )
+            .where(OUTBOX.c.sending_at.is_(None) if row.sending_at is None else OUTBOX.c.sending_at == row.sending_at)
             .values(sending_at=now)
         )
         if res.rowcount != 1:

@@ -152,8 +152,7 @@ def entry_record(entry: TimelineEntry, *, relevant: bool | None = None) -> dict[
         "mediators": list(entry.mediators),
         "obstacles": list(entry.obstacles),
         "evidence": [
-            {"tag": e.tag, "kind": e.kind, "phrase": e.phrase, "start": e.start, "end": e.end}
-            for e in entry.evidence
+            {"tag": e.tag, "kind": e.kind, "phrase": e.phrase, "start": e.start, "end": e.end} for e in entry.evidence
         ],
     }
 

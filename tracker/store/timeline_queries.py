@@ -28,7 +28,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Integer, Select, and_, bindparam, exists, func, literal, or_, select, text, tuple_
+from sqlalchemy import (
+    Integer,
+    Select,
+    Text,
+    and_,
+    bindparam,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    tuple_,
+    type_coerce,
+)
 from sqlalchemy.engine import Connection, Engine
 
 from tracker.models import TimelineEntry
@@ -52,7 +66,8 @@ Order = Literal["desc", "asc"]
 KeyKind = Literal["mediator", "obstacle"]
 
 FTS_SMALL = 3000  # at most this many FTS matches are sorted directly; more means "walk the date index"
-WALK_MIN_CHUNK = 256  # first candidate chunk of a search walk (doubles each round)
+WALK_MIN_CHUNK = 256  # smallest first candidate chunk of a search walk (doubles each round)
+WALK_MAX_CHUNK = 16_384
 FTS_RANGE_SPREAD = 256  # a chunk whose id range is wider than this x its size is checked by id list
 MAX_LIMIT = 500
 ACTIVITY_DAYS = 30
@@ -206,13 +221,13 @@ def _item_rows(
     plan = _item_query(conn, flt)
     if plan is None:
         return []
-    query, date_col, id_col, walk_match = plan
+    query, date_col, id_col, walk = plan
     if flt.since is not None:
         query = query.where(date_col >= flt.since)
     if flt.until is not None:
         query = query.where(date_col < flt.until)
-    if walk_match is not None:
-        return _search_walk(conn, query, date_col, id_col, walk_match, descending, cursor, limit)
+    if walk is not None:
+        return _search_walk(conn, query, date_col, id_col, walk, descending, cursor, limit)
     query = _keyset(query, date_col, id_col, descending, _bound(cursor))
     return list(conn.execute(query.limit(limit)))
 
@@ -239,7 +254,7 @@ def _search_walk(
     query: Select[Any],
     date_col: Any,
     id_col: Any,
-    match: str,
+    walk: tuple[str, float],
     descending: bool,
     cursor: Cursor | None,
     limit: int,
@@ -249,12 +264,15 @@ def _search_walk(
     Candidates come in growing chunks (keys only); each chunk is checked with one FTS5 query over its
     rowid range (ids follow ingestion order, so a date-ordered chunk spans a narrow id range), or by
     rowid list when the range is wide.  A per-row ``MATCH ... AND rowid = item.id`` costs a doclist
-    seek per term per row, which is several times slower.
+    seek per term per row, which is several times slower.  The first chunk is sized from the share of
+    items that match (measured on the newest matches), so most pages take one round.
     """
-    keys = query.with_only_columns(date_col.label("d"), id_col.label("i"))
+    match, density = walk
+    # Dates come back raw: converting thousands of candidate timestamps would cost more than the query.
+    keys = query.with_only_columns(type_coerce(date_col, Text).label("d"), id_col.label("i"))
     found: list[int] = []
     bound = _bound(cursor)
-    chunk = max(4 * limit, WALK_MIN_CHUNK)
+    chunk = max(4 * limit, WALK_MIN_CHUNK, min(WALK_MAX_CHUNK, int(1.5 * limit / max(density, 1e-6))))
     while len(found) < limit:
         cand = list(conn.execute(_keyset(keys, date_col, id_col, descending, bound).limit(chunk)))
         if not cand:
@@ -277,8 +295,8 @@ def _search_walk(
         found += [i for i in ids if i in matched]
         if len(cand) < chunk:
             break
-        bound = (cand[-1].d, cand[-1].i)
-        chunk = min(chunk * 2, 16_384)
+        bound = (_as_utc(cand[-1].d) or datetime.min.replace(tzinfo=UTC), cand[-1].i)
+        chunk = min(chunk * 2, WALK_MAX_CHUNK)
     found = found[:limit]
     if not found:
         return []
@@ -287,7 +305,7 @@ def _search_walk(
     return [rows[i] for i in found if i in rows]
 
 
-def _item_query(conn: Connection, flt: TimelineFilter) -> tuple[Select[Any], Any, Any, str | None] | None:
+def _item_query(conn: Connection, flt: TimelineFilter) -> tuple[Select[Any], Any, Any, tuple[str, float] | None] | None:
     """The filtered item query, the (date, id) columns whose index gives the order, and an FTS5 match
     to apply by walking (common terms); None when nothing can match."""
     query = select(*ITEM_LOG_COLUMNS).where(ITEM.c.relevant.is_(True))
@@ -312,14 +330,14 @@ def _item_query(conn: Connection, flt: TimelineFilter) -> tuple[Select[Any], Any
     terms = search_terms(flt.q)
     if flt.q is not None and flt.q.strip() and not terms:
         return None  # only punctuation: nothing can match
-    walk: str | None = None
+    walk: tuple[str, float] | None = None
     if terms:
         if conn.dialect.name == "sqlite":
             match = fts5_query(terms)
             ids = [
                 r[0]
                 for r in conn.execute(
-                    text("SELECT rowid FROM item_fts WHERE item_fts MATCH :q LIMIT :n"),
+                    text("SELECT rowid FROM item_fts WHERE item_fts MATCH :q ORDER BY rowid DESC LIMIT :n"),
                     {"q": match, "n": FTS_SMALL + 1},
                 )
             ]
@@ -328,7 +346,7 @@ def _item_query(conn: Connection, flt: TimelineFilter) -> tuple[Select[Any], Any
             if len(ids) <= FTS_SMALL:
                 query = query.where(ITEM.c.id.in_(ids))
             else:
-                walk = match
+                walk = (match, len(ids) / (ids[0] - ids[-1] + 1))  # matches per item among the newest
         elif conn.dialect.name == "postgresql":
             query = query.where(text(f"{_PG_DOC} @@ plainto_tsquery('simple', :q)").bindparams(q=" ".join(terms)))
         else:  # pragma: no cover - only SQLite and PostgreSQL are supported
