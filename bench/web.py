@@ -458,11 +458,14 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     now = datetime.now(UTC)
-    seed_s = "— (reused)"
+    note = Path(f"{args.db}.seed.json")  # how long the reused database took to seed
     if not (args.reuse and count_items(args.db) >= args.items):
         print(f"seeding {args.items:,} items into {args.db} ...", flush=True)
-        seed_s = f"{seed(args.db, args.items, now=now):.0f} s"
-        print(f"seeded in {seed_s}", flush=True)
+        took = seed(args.db, args.items, now=now)
+        note.write_text(json.dumps({"items": args.items, "seconds": took}))
+        print(f"seeded in {took:.0f} s", flush=True)
+    seeded = json.loads(note.read_text()) if note.exists() else None
+    seed_s = f"{seeded['seconds']:.0f} s for {seeded['items']:,} items" if seeded else "not recorded"
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     me = [sys.executable, __file__, "--db", str(args.db)]
