@@ -159,8 +159,8 @@ def timeline(
 @app.command()
 def serve(
     ctx: typer.Context,
-    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    port: int = typer.Option(8080, help="Port to listen on."),
+    host: str | None = typer.Option(None, help="Address to listen on (default TRACKER_WEB_HOST or 127.0.0.1)."),
+    port: int | None = typer.Option(None, help="Port to listen on (default TRACKER_WEB_PORT or 8080)."),
 ) -> None:
     """Serve the web view and JSON API alone (no polling; `tracker run` is the full service)."""
     import uvicorn
@@ -169,5 +169,7 @@ def serve(
 
     a = open_app(ctx)
     tracker_app.ensure_ready(a)
+    host = host or getattr(a.settings, "web_host", None) or "127.0.0.1"
+    port = port or getattr(a.settings, "web_port", None) or 8080
     out.print(f"serving http://{host}:{port}/ (Ctrl-C to stop)", highlight=False)
     uvicorn.run(create_app(a), host=host, port=port, log_level="info", proxy_headers=False)

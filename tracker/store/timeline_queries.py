@@ -31,7 +31,6 @@ from typing import Any, Literal
 from sqlalchemy import (
     Integer,
     Select,
-    Text,
     and_,
     bindparam,
     exists,
@@ -41,7 +40,6 @@ from sqlalchemy import (
     select,
     text,
     tuple_,
-    type_coerce,
 )
 from sqlalchemy.engine import Connection, Engine
 
@@ -268,16 +266,16 @@ def _search_walk(
     items that match (measured on the newest matches), so most pages take one round.
     """
     match, density = walk
-    # Dates come back raw: converting thousands of candidate timestamps would cost more than the query.
-    keys = query.with_only_columns(type_coerce(date_col, Text).label("d"), id_col.label("i"))
+    # Candidates are bare ids (ints: no per-row objects for the garbage collector to scan, no timestamps
+    # to convert); the date of the last one is read on its own when another chunk is needed.
+    keys = query.with_only_columns(id_col)
     found: list[int] = []
     bound = _bound(cursor)
     chunk = max(4 * limit, WALK_MIN_CHUNK, min(WALK_MAX_CHUNK, int(1.5 * limit / max(density, 1e-6))))
     while len(found) < limit:
-        cand = list(conn.execute(_keyset(keys, date_col, id_col, descending, bound).limit(chunk)))
-        if not cand:
+        ids = list(conn.execute(_keyset(keys, date_col, id_col, descending, bound).limit(chunk)).scalars())
+        if not ids:
             break
-        ids = [r.i for r in cand]
         lo, hi = min(ids), max(ids)
         if hi - lo <= FTS_RANGE_SPREAD * len(ids):
             hits = conn.execute(
@@ -293,9 +291,10 @@ def _search_walk(
             )
         matched = {r[0] for r in hits}
         found += [i for i in ids if i in matched]
-        if len(cand) < chunk:
+        if len(ids) < chunk:
             break
-        bound = (_as_utc(cand[-1].d) or datetime.min.replace(tzinfo=UTC), cand[-1].i)
+        last = conn.execute(select(ITEM.c.published_at).where(ITEM.c.id == ids[-1])).scalar_one()
+        bound = (last, ids[-1])
         chunk = min(chunk * 2, WALK_MAX_CHUNK)
     found = found[:limit]
     if not found:

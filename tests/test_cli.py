@@ -1,0 +1,104 @@
+"""The CLI contract, run as a user would: real processes, a real feed server, a real SQLite file."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from feedfarm import FeedFarm
+
+
+@pytest.fixture
+def farm() -> Iterator[FeedFarm]:
+    with FeedFarm(feeds=4, items=5) as f:
+        yield f
+
+
+def setup(tmp_path: Path, farm: FeedFarm) -> dict[str, str]:
+    cfg = tmp_path / "feeds.yaml"
+    lines = ["settings:", "  per_host_concurrency: 8", "feeds:"]
+    for i, url in enumerate(farm.urls()):
+        lines += [f"  - name: farm {i}", f"    url: {url}", "    language: en"]
+    lines += ["  - name: broken", f"    url: {farm.url(0, '/status/503?retry_after=120')}"]
+    cfg.write_text("\n".join(lines) + "\n")
+    return os.environ | {"TRACKER_CONFIG": str(cfg), "TRACKER_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}"}
+
+
+def tracker(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tracker", *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_init_poll_feeds_export(tmp_path: Path, farm: FeedFarm) -> None:
+    env = setup(tmp_path, farm)
+    r = tracker(env, "init")
+    assert r.returncode == 0, r.stderr
+    assert "feeds: 5 added" in r.stdout and "baseline: 14 events" in r.stdout
+    assert tracker(env, "init").returncode == 0  # idempotent
+
+    r = tracker(env, "poll", "--once")
+    assert r.returncode == 0, r.stderr
+    last = r.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"feeds: 4 ok, 0 not modified, 1 failed; items: 20 new, 0 updated; [\d.]+ s", last), last
+    assert "broken: HTTP 503" in r.stderr
+
+    r = tracker(env, "poll", "--once", "--all")
+    assert re.search(r"feeds: 0 ok, 4 not modified, 1 failed; items: 0 new", r.stdout), r.stdout  # all 304
+
+    feeds = json.loads(tracker(env, "feeds", "--format", "json").stdout)
+    by_name = {f["name"]: f for f in feeds}
+    assert by_name["farm 0"]["item_count"] == 5 and by_name["farm 0"]["last_outcome"] == "not_modified"
+    broken = by_name["broken"]
+    assert broken["consecutive_failures"] == 2 and broken["last_error"] == "HTTP 503"
+    due = datetime.fromisoformat(broken["next_due_at"]) - datetime.fromisoformat(broken["last_fetched_at"])
+    assert due.total_seconds() == pytest.approx(120, abs=2)  # Retry-After honoured exactly
+
+    lines = [json.loads(x) for x in tracker(env, "export", "--format", "jsonl").stdout.splitlines()]
+    kinds = [x["kind"] for x in lines]
+    assert kinds.count("baseline") == 14 and kinds.count("item") == 20
+    item = next(x for x in lines if x["kind"] == "item")
+    assert {"id", "date", "title", "summary", "link", "source", "sources", "mediators", "obstacles", "evidence"} <= set(item)
+    assert item["source"].startswith("farm ")
+    assert len({x["link"] for x in lines if x["kind"] == "item"}) == 20
+
+    rows = list(csv.DictReader(io.StringIO(tracker(env, "export", "--format", "csv").stdout)))
+    assert len(rows) == 34 and rows[0]["kind"] == "baseline"
+
+
+def test_status_timeline_and_retag(tmp_path: Path, farm: FeedFarm) -> None:
+    env = setup(tmp_path, farm)
+    tracker(env, "init")
+    tracker(env, "poll", "--once")
+    status = json.loads(tracker(env, "status", "--format", "json").stdout)
+    assert set(status) >= {"updated_at", "mediators", "obstacles"}
+    assert {"turkey", "china", "africa", "un", "vatican", "latin_america"} <= set(status["mediators"])
+    assert set(status["obstacles"]) == {"territory", "security_guarantees", "accountability", "international_pressure"}
+    r = tracker(env, "timeline", "--mediator", "turkey", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    r = tracker(env, "retag")
+    assert r.returncode == 0 and r.stdout.startswith("retagged 20 items")
+
+
+def test_usage_errors_exit_2(tmp_path: Path, farm: FeedFarm) -> None:
+    env = setup(tmp_path, farm)
+    assert tracker(env, "poll").returncode == 2  # needs --once
+    assert tracker(env, "no-such-command").returncode == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("feeds: {oops: 1}\n")
+    r = tracker(env | {"TRACKER_CONFIG": str(bad)}, "poll", "--once")
+    assert r.returncode == 2 and f"{bad}:1: feeds" in r.stderr.replace("\n", "")
+
+
+def test_help_lists_every_command() -> None:
+    r = subprocess.run([sys.executable, "-m", "tracker", "--help"], capture_output=True, text=True)
+    for cmd in ("init", "check", "feeds", "poll", "export", "retag", "tag", "eval", "status", "timeline", "digest",
+                "serve", "run"):  # fmt: skip
+        assert re.search(rf"│ {cmd}\s", r.stdout), cmd
