@@ -423,3 +423,9 @@ def test_operations_endpoints_are_mounted(site: Site) -> None:
     r = site.get("/healthz")
     assert r.status_code in (200, 503) and "database" in r.json().get("checks", r.json())
     assert r.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+
+
+def test_head_requests_are_answered(site: Site) -> None:
+    for path in ("/", "/timeline", "/feeds"):
+        r = httpx.head(site.base + path)
+        assert r.status_code == 200 and r.content == b"", path

@@ -64,6 +64,18 @@ class CycleSummary:
         )
 
 
+WRITE_BATCH = 64  # feeds per transaction at most
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    update: FeedUpdate
+    entries: tuple[Entry, ...]
+    tags: tuple[Tags, ...]
+    now: datetime
+    done: asyncio.Future[WriteCounts]
+
+
 @dataclass(frozen=True, slots=True)
 class Processed:
     parsed: ParsedFeed
@@ -236,10 +248,10 @@ class Poller:
         summary = CycleSummary(feeds=len(claimed))
         if not claimed:
             return summary
-        if len(claimed) > 1:
-            _ = self.pool  # start workers before the first response arrives
         done = 0
 
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        writer = asyncio.create_task(self._write_loop())
         async with Fetcher(self.fetch_settings) as fetcher:
 
             async def one(feed: ClaimedFeed) -> None:
@@ -259,9 +271,45 @@ class Poller:
                 if progress:
                     progress(done, len(claimed))
 
-            await asyncio.gather(*(one(f) for f in claimed))
+            try:
+                await asyncio.gather(*(one(f) for f in claimed))
+            finally:
+                await self._queue.put(None)
+                await writer
         summary.seconds = time.perf_counter() - started
         return summary
+
+    async def _write_loop(self) -> None:
+        """One writer: takes whatever results are ready and commits them together."""
+        loop = asyncio.get_running_loop()
+        finished = False
+        while not finished:
+            item = await self._queue.get()
+            batch: list[_Pending] = []
+            if item is None:
+                finished = True
+            else:
+                batch.append(item)
+            while not self._queue.empty() and len(batch) < WRITE_BATCH:
+                nxt = self._queue.get_nowait()
+                if nxt is None:
+                    finished = True
+                    continue
+                batch.append(nxt)
+            if not batch:
+                continue
+            try:
+                counts = await loop.run_in_executor(self._writer, self._store_batch, batch)
+            except Exception as exc:
+                for p in batch:
+                    p.done.set_exception(exc)
+                continue
+            for p, c in zip(batch, counts, strict=True):
+                p.done.set_result(c)
+
+    def _store_batch(self, batch: list[_Pending]) -> list[WriteCounts]:
+        rows = [(p.update, p.entries, p.tags) for p in batch]
+        return ingest.apply_feed_results(self.engine, rows, now=max(p.now for p in batch))
 
     async def _process(self, args: tuple[Any, ...]) -> Processed:
         loop = asyncio.get_running_loop()
@@ -286,11 +334,10 @@ class Poller:
         entries: tuple[Entry, ...] = processed.parsed.entries if processed else ()
         tags = processed.tags if processed else ()
 
-        def store() -> tuple[FeedUpdate, WriteCounts]:
-            upd = decide(feed, result, processed, now=now, schedule=self.schedule, rand=self.rand())
-            return upd, ingest.apply_feed_result(self.engine, upd, entries, tags, now=now)
-
-        upd, counts = await loop.run_in_executor(self._writer, store)
+        upd = decide(feed, result, processed, now=now, schedule=self.schedule, rand=self.rand())
+        done: asyncio.Future[WriteCounts] = loop.create_future()
+        await self._queue.put(_Pending(upd, entries, tags, now, done))
+        counts = await done
         if upd.outcome == "ok":
             summary.ok += 1
         elif upd.outcome == "not_modified":

@@ -49,14 +49,14 @@ def public_base(request: Request, state: WebState) -> str:
     return str(configured or request.base_url).rstrip("/")
 
 
-@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+@router.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False)
 def overview_page(request: Request, state: State) -> HTMLResponse:
     ov = state.overview()
     yesterday = (ov.updated_at - timedelta(days=1)).strftime("%Y-%m-%dT%H:%MZ")  # the last 24 hours
     return page(request, state, "overview", ov=ov, feeds=ov.feeds, now=ov.updated_at, yesterday=yesterday)
 
 
-@router.get("/timeline", response_class=HTMLResponse, include_in_schema=False)
+@router.api_route("/timeline", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False)
 def timeline_html(
     request: Request, state: State, query: Annotated[TimelineQuery, Depends(timeline_query)]
 ) -> HTMLResponse:
@@ -101,7 +101,7 @@ def timeline_html(
     )
 
 
-@router.get("/items/{item_id}", response_class=HTMLResponse, include_in_schema=False)
+@router.api_route("/items/{item_id}", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False)
 def item_page(request: Request, state: State, item_id: int) -> HTMLResponse:
     with state.app.engine.connect() as conn:
         detail = tq.item_detail(conn, item_id)
@@ -111,7 +111,7 @@ def item_page(request: Request, state: State, item_id: int) -> HTMLResponse:
     return page(request, state, "item", d=detail, e=detail.entry, link=safe_link(detail.entry.link), feeds=feeds)
 
 
-@router.get("/feeds", response_class=HTMLResponse, include_in_schema=False)
+@router.api_route("/feeds", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False)
 def feeds_page(request: Request, state: State) -> HTMLResponse:
     rows = queries.feed_health(state.app.engine)
     with state.app.engine.connect() as conn:

@@ -91,7 +91,9 @@ def _phrase_pattern(phrase: str) -> str:
         body = f"(?-i:{body})"
     if _NO_SPACES.search(phrase):  # these scripts do not separate words with spaces
         return body
-    return rf"(?<!\w){body}(?!\w)"
+    before = r"(?<!\w)" if re.match(r"\w", phrase) else ""
+    after = r"(?!\w)" if re.search(r"\w$", phrase) else ""
+    return before + body + after
 
 
 def evidence_context(text: str, ev: Evidence, *, width: int = 90) -> Markup:
