@@ -77,9 +77,9 @@ def run_cycle(name: str, cmd: list[str], env: dict[str, str], farm: FeedFarm, db
     if status != 0:
         raise SystemExit(f"{name}: tracker exited {status}\n{errtext[-2000:]}")
     usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    # wait4 gives the tracker process itself; RUSAGE_CHILDREN deltas add its reaped parse workers.
+    # The parse workers are forked children of tracker, reaped before it exits: wait4's figure
+    # for tracker already includes their CPU, as does our RUSAGE_CHILDREN delta.
     cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
-    cpu = max(cpu, usage.ru_utime + usage.ru_stime)
     stats = farm.stats()
     return Cycle(
         name=name,

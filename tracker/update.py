@@ -29,6 +29,7 @@ from tracker.fetch import Fetcher, FetchSettings
 from tracker.models import Entry, FetchResult, ParsedFeed, Tags
 from tracker.parse import parse_feed
 from tracker.schedule import ScheduleSettings, item_rate, next_due
+from tracker.tag import default_tagger
 from tracker.store import ingest
 from tracker.store.ingest import ClaimedFeed, FeedUpdate, WriteCounts
 
@@ -147,34 +148,25 @@ def process_document(
     content: bytes, headers: dict[str, str], url: str, now: datetime, language: str | None
 ) -> Processed:
     """Parse, clean and tag one document.  Top-level so a process pool can pickle it."""
-    from tracker.tag import default_tagger
-
     parsed = parse_feed(content, url=url, headers=headers, now=now)
     tagger = default_tagger()
     tags = tuple(tagger.tag(e.text, lang=e.language or language) for e in parsed.entries)
     return Processed(parsed, tags)
 
 
-def _warm_up() -> None:
-    import tracker.tag
-
-    tracker.tag.default_tagger()
-
-
 def make_process_pool(workers: int | None = None) -> Executor:
-    """A pool for parsing: both cores parse while the event loop fetches and the writer stores."""
+    """A pool for parsing: both cores parse while the event loop fetches and the writer stores.
+
+    The tagger is compiled once here and the workers are forked, so they inherit it (and every
+    import) instead of paying for it again; they are our children, so their CPU time is ours too.
+    Workers only run ``process_document`` (no logging, no database), which keeps fork safe although
+    the writer thread exists.
+    """
     n = workers if workers is not None else min(2, os.cpu_count() or 1)
     if n <= 0:
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix="tracker-parse")
-    ctx = multiprocessing.get_context("forkserver" if _threads_running() else "fork")
-    pool = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_warm_up)
-    return pool
-
-
-def _threads_running() -> bool:
-    import threading
-
-    return threading.active_count() > 1
+    default_tagger()
+    return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"))
 
 
 # --- the cycle ---------------------------------------------------------------------------------
