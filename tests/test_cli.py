@@ -34,7 +34,9 @@ def setup(tmp_path: Path, farm: FeedFarm) -> dict[str, str]:
 
 
 def tracker(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tracker", *args], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "tracker", *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_init_poll_feeds_export(tmp_path: Path, farm: FeedFarm) -> None:
@@ -65,7 +67,9 @@ def test_init_poll_feeds_export(tmp_path: Path, farm: FeedFarm) -> None:
     kinds = [x["kind"] for x in lines]
     assert kinds.count("baseline") == 14 and kinds.count("item") == 20
     item = next(x for x in lines if x["kind"] == "item")
-    assert {"id", "date", "title", "summary", "link", "source", "sources", "mediators", "obstacles", "evidence"} <= set(item)
+    assert {"id", "date", "title", "summary", "link", "source", "sources", "mediators", "obstacles", "evidence"} <= set(
+        item
+    )
     assert item["source"].startswith("farm ")
     assert len({x["link"] for x in lines if x["kind"] == "item"}) == 20
 

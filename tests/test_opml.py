@@ -35,8 +35,7 @@ def test_round_trip() -> None:
 def test_append_keeps_comments_and_skips_known(tmp_path: Path) -> None:
     cfg = tmp_path / "feeds.yaml"
     cfg.write_text(
-        "# my feeds\nfeeds:\n  # the first one\n  - name: Meduza\n    url: https://meduza.io/rss/all\n\n"
-        "digests: []\n"
+        "# my feeds\nfeeds:\n  # the first one\n  - name: Meduza\n    url: https://meduza.io/rss/all\n\ndigests: []\n"
     )
     added = append_feeds(cfg, feeds_from_opml(OPML))
     assert [f.name for f in added] == ["Kyiv Independent"]

@@ -22,7 +22,8 @@ def test_rss_atom_rdf_json() -> None:
     r = parse_feed(rss("<item><title>One</title><guid>a1</guid><link>/a/1</link></item>"), url=URL, now=NOW)
     atom = b"""<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>A</title>
       <entry><id>urn:x:1</id><title>Atom entry</title><link href="https://a.example/x"/>
-      <updated>2026-11-19T10:00:00+02:00</updated><content type="html">&lt;p&gt;Body&lt;/p&gt;</content></entry></feed>"""
+      <updated>2026-11-19T10:00:00+02:00</updated>
+      <content type="html">&lt;p&gt;Body&lt;/p&gt;</content></entry></feed>"""
     rdf = b"""<?xml version="1.0"?><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"
       xmlns="http://purl.org/rss/1.0/"><channel rdf:about="https://r.example/"><title>R</title></channel>
       <item rdf:about="https://r.example/1"><title>RDF item</title><link>https://r.example/1</link></item></rdf:RDF>"""

@@ -171,7 +171,7 @@ def test_invalid_taxonomy_is_rejected(tmp_path: Path) -> None:
     bad.write_text(
         "version: 1\ncontext: {war: [x], peace: [y]}\nroles: [z]\nmediators: {a: {labl: A}}\nobstacles: {}\n"
     )
-    with pytest.raises(TaxonomyError, match="mediators.a"):
+    with pytest.raises(TaxonomyError, match=r"mediators\.a"):
         load_taxonomy(bad)
 
 

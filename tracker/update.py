@@ -29,9 +29,9 @@ from tracker.fetch import Fetcher, FetchSettings
 from tracker.models import Entry, FetchResult, ParsedFeed, Tags
 from tracker.parse import parse_feed
 from tracker.schedule import ScheduleSettings, item_rate, next_due
-from tracker.tag import default_tagger
 from tracker.store import ingest
 from tracker.store.ingest import ClaimedFeed, FeedUpdate, WriteCounts
+from tracker.tag import default_tagger
 
 log = logging.getLogger("tracker.update")
 

@@ -72,7 +72,7 @@ def parse_evidence(raw: str) -> tuple[Evidence, ...]:
     return tuple(out)
 
 
-def item_entry(row: Row[Any], sources: Sequence[str]) -> TimelineEntry:
+def item_entry(row: Any, sources: Sequence[str]) -> TimelineEntry:
     """An item row as a status-log entry."""
     return TimelineEntry(
         kind="item",
