@@ -6,10 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Engine
 
-from tracker.store.ingest import ITEM, evidence_json, replace_tags
+from tracker.store.ingest import ITEM, TAG, evidence_json
+from tracker.store.ingest import tag_rows as tag_rows_for
 
 
 @dataclass
@@ -67,6 +68,9 @@ def retag_all(
             rows = conn.execute(select(*cols).where(ITEM.c.id > last).order_by(ITEM.c.id).limit(batch)).all()
             if not rows:
                 break
+            changes: list[dict[str, Any]] = []
+            retagged: list[int] = []
+            tag_rows: list[dict[str, object]] = []
             for r in rows:
                 tags = tagger.tag(r.text, lang=r.language)
                 mediators = " ".join(tags.mediators)
@@ -90,19 +94,36 @@ def retag_all(
                     report._count(t, 1, 0)
                 for t in old - new:
                     report._count(t, 0, 1)
-                conn.execute(
-                    update(ITEM)
-                    .where(ITEM.c.id == r.id)
-                    .values(
-                        relevant=tags.relevant,
-                        score=tags.score,
-                        mediators=mediators,
-                        obstacles=obstacles,
-                        evidence=evidence,
-                    )
+                changes.append(
+                    {
+                        "_id": r.id,
+                        "relevant": tags.relevant,
+                        "score": tags.score,
+                        "mediators": mediators,
+                        "obstacles": obstacles,
+                        "evidence": evidence,
+                    }
                 )
                 if old != new:
-                    replace_tags(conn, r.id, tags, r.published_at)
+                    retagged.append(r.id)
+                    tag_rows += tag_rows_for(r.id, tags, r.published_at)
+            if changes:  # one statement per batch, not one per item
+                conn.execute(
+                    update(ITEM)
+                    .where(ITEM.c.id == bindparam("_id"))
+                    .values(
+                        relevant=bindparam("relevant"),
+                        score=bindparam("score"),
+                        mediators=bindparam("mediators"),
+                        obstacles=bindparam("obstacles"),
+                        evidence=bindparam("evidence"),
+                    ),
+                    changes,
+                )
+            if retagged:
+                conn.execute(delete(TAG).where(TAG.c.item_id.in_(retagged)))
+            if tag_rows:
+                conn.execute(insert(TAG), tag_rows)
             report.items += len(rows)
             last = rows[-1].id
         if progress:

@@ -413,16 +413,16 @@ def _insert_items(conn: Connection, feed_id: int, pairs: list[tuple[Entry, Tags]
     for r in result:
         got.setdefault((r.link, r.content_hash), []).append(r.id)
     ids: dict[str, int] = {}
-    tag_rows: list[dict[str, object]] = []
+    tag_batch: list[dict[str, object]] = []
     for entry, tag in pairs:
         bucket = got.get((entry.link, entry.content_hash))
         if not bucket:
             continue
         item_id = bucket.pop(0)
         ids[entry.dedup_key] = item_id
-        tag_rows += _tag_rows(item_id, tag, entry.published)
-    if tag_rows:
-        conn.execute(insert(TAG), tag_rows)
+        tag_batch += tag_rows(item_id, tag, entry.published)
+    if tag_batch:
+        conn.execute(insert(TAG), tag_batch)
     return ids
 
 
@@ -434,7 +434,10 @@ def _dialect_insert(conn: Connection, table: Any) -> Any:
     return insert(table)
 
 
-def _tag_rows(item_id: int, tag: Tags, published: datetime) -> list[dict[str, object]]:
+def tag_rows(item_id: int, tag: Tags, published: datetime) -> list[dict[str, object]]:
+    """Index rows for the item's tags; an irrelevant item is in no tag's view, whatever it says."""
+    if not tag.relevant:
+        return []
     rows: list[dict[str, object]] = [
         {"item_id": item_id, "tag": k, "kind": "mediator", "published_at": published} for k in tag.mediators
     ]
@@ -444,7 +447,7 @@ def _tag_rows(item_id: int, tag: Tags, published: datetime) -> list[dict[str, ob
 
 def replace_tags(conn: Connection, item_id: int, tag: Tags, published: datetime) -> None:
     conn.execute(delete(TAG).where(TAG.c.item_id == item_id))
-    rows = _tag_rows(item_id, tag, published)
+    rows = tag_rows(item_id, tag, published)
     if rows:
         conn.execute(insert(TAG), rows)
 
