@@ -38,7 +38,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = Path(__file__).resolve().parent / "peer_scripts"
@@ -106,7 +105,15 @@ class Venvs:
             print(f"# creating venv {venv} ({wanted})", flush=True)
             subprocess.run([str(BASE_PYTHON), "-m", "venv", str(venv)], check=True, timeout=self.timeout)
             subprocess.run(
-                [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", *peer.packages],
+                [
+                    str(venv / "bin" / "python"),
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    "--disable-pip-version-check",
+                    *peer.packages,
+                ],
                 check=True,
                 timeout=self.timeout,
             )
@@ -172,7 +179,15 @@ class Workspace:
             workers = "32" if p == "reader-32" else "1"
             return [py, str(SCRIPTS / "reader_run.py"), str(d / "reader.db"), "update", workers]
         if p == "rss2email":
-            return [str(self.python.with_name("r2e")), "-c", str(d / "r2e.cfg"), "-d", str(d / "r2e.json"), "run", "--no-send"]
+            return [
+                str(self.python.with_name("r2e")),
+                "-c",
+                str(d / "r2e.cfg"),
+                "-d",
+                str(d / "r2e.json"),
+                "run",
+                "--no-send",
+            ]
         if p == "tracker":
             return [*self.tracker(), "poll", "--once", "--all"]
         raise ValueError(p)
@@ -193,7 +208,9 @@ class Workspace:
             outlines = "".join(
                 f'<outline type="rss" text="farm-{i}" xmlUrl="{url}"/>\n' for i, url in enumerate(self.farm.urls())
             )
-            (d / "feeds.opml").write_text(f'<?xml version="1.0"?>\n<opml version="1.0"><body>\n{outlines}</body></opml>\n')
+            (d / "feeds.opml").write_text(
+                f'<?xml version="1.0"?>\n<opml version="1.0"><body>\n{outlines}</body></opml>\n'
+            )
             r2e = [str(self.python.with_name("r2e")), "-c", str(d / "r2e.cfg"), "-d", str(d / "r2e.json")]
             return [[*r2e, "new", "bench@example.invalid"], [*r2e, "opmlimport", str(d / "feeds.opml")]]
         if p == "tracker":
@@ -254,7 +271,13 @@ def run_bounded(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float, 
         out.flush()
         t0 = time.perf_counter()
         proc = subprocess.Popen(
-            cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         timed_out = threading.Event()
 
@@ -301,7 +324,13 @@ def farm_for(args: argparse.Namespace, feeds: int, epoch: float) -> Iterator[Fee
 
 
 def bench_peer(
-    peer: Peer, feeds: int, args: argparse.Namespace, venvs: Venvs, tmp: Path, epoch: float, emit: Callable[[Cycle], None]
+    peer: Peer,
+    feeds: int,
+    args: argparse.Namespace,
+    venvs: Venvs,
+    tmp: Path,
+    epoch: float,
+    emit: Callable[[Cycle], None],
 ) -> list[Cycle]:
     """Setup + the three cycles for one peer at one farm size, on a fresh farm."""
     python = venvs.python(peer)
@@ -410,8 +439,11 @@ def checks(cycles: list[Cycle], sizes: list[int]) -> list[str]:
         t = _find(cycles, n, "tracker", "cold")
         r = _find(cycles, n, "reader", "cold")
         if t and r:
-            line(r.wall >= 10 * t.wall, f"{n:,} feeds: tracker cold {t.wall:.2f} s is {r.wall / t.wall:.1f}x faster "
-                 f"than reader default {r.wall:.2f} s (target >= 10x)")
+            line(
+                r.wall >= 10 * t.wall,
+                f"{n:,} feeds: tracker cold {t.wall:.2f} s is {r.wall / t.wall:.1f}x faster "
+                f"than reader default {r.wall:.2f} s (target >= 10x)",
+            )
         else:
             line(None, f"{n:,} feeds: tracker cold vs reader default (missing cycle)")
         best: dict[str, Cycle] = {}
@@ -439,8 +471,11 @@ def checks(cycles: list[Cycle], sizes: list[int]) -> list[str]:
         u = _find(cycles, n, "tracker", "unchanged")
         target = " (target applies at 1,000)" if n != 1000 else ""
         if t and u:
-            line(u.cpu * 20 <= t.cpu, f"{n:,} feeds: tracker unchanged CPU {u.cpu:.2f} s <= 1/20 of cold CPU "
-                 f"{t.cpu:.2f} s (ratio 1/{t.cpu / u.cpu if u.cpu else float('inf'):.1f}){target}")
+            line(
+                u.cpu * 20 <= t.cpu,
+                f"{n:,} feeds: tracker unchanged CPU {u.cpu:.2f} s <= 1/20 of cold CPU "
+                f"{t.cpu:.2f} s (ratio 1/{t.cpu / u.cpu if u.cpu else float('inf'):.1f}){target}",
+            )
         else:
             line(None, f"{n:,} feeds: tracker unchanged vs cold CPU (missing cycle)")
     return out
@@ -471,7 +506,8 @@ def section(args: argparse.Namespace, cycles: list[Cycle], sizes: list[int], ven
         "",
         f"Run {info['date']} by `python bench/peers.py --feeds {','.join(map(str, sizes))} --items {args.items} "
         f"--latency {args.latency} --write-docs`. Machine: {info['nproc']} cores ({info['cpu']}), {info['ram']} RAM, "
-        f"{info['os']}; load average at start {info['load']} (the cores were shared with other work, so treat "
+        f"{info['os']}; load average {info['load']} at start, {info.get('load_end', '?')} at the end "
+        "(the cores were shared with other work, so treat "
         "single numbers as ±20 %).",
         "",
         f"Versions — {versions}.",
@@ -570,10 +606,19 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(results))
         for k, vs in venvs.versions.items():
             print(f"# versions ({k or 'tracker venv'}): {vs}")
+        info["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
         if args.json:
-            args.json.write_text(json.dumps({"info": info, "args": vars(args) | {"keep_venvs": str(args.keep_venvs),
-                                             "json": str(args.json)}, "versions": venvs.versions,
-                                             "cycles": [asdict(c) for c in cycles]}, indent=1))
+            args.json.write_text(
+                json.dumps(
+                    {
+                        "info": info,
+                        "args": vars(args) | {"keep_venvs": str(args.keep_venvs), "json": str(args.json)},
+                        "versions": venvs.versions,
+                        "cycles": [asdict(c) for c in cycles],
+                    },
+                    indent=1,
+                )
+            )
         if args.write_docs:
             write_section(section(args, cycles, sizes, venvs, info))
             print(f"# wrote the {SECTION!r} section of {DOCS}")

@@ -444,8 +444,8 @@ class Daemon:
         assert self._stop is not None and self._force is not None
         self._stop.set()  # Poller.poll starts no new feed from now on
         if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)
-            self._scheduler = None
+            # pause, not shutdown: shutting APScheduler's asyncio executor down cancels running jobs
+            self._scheduler.pause()
         pending = {t for t in self._tasks if not t.done()}
         if pending:
             log.info(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from enum import StrEnum
 from pathlib import Path
 
@@ -60,6 +61,7 @@ def run(
     ),
 ) -> None:
     """Run the service: poll due feeds, send digests, serve the web view; SIGHUP reloads feeds.yaml."""
+    signal.signal(signal.SIGTERM, _stop_during_startup)  # the daemon installs its own once it runs
     from tracker.daemon import DaemonOptions
     from tracker.logsetup import setup_logging
 
@@ -77,6 +79,11 @@ def run(
         watch_every=watch_every,
     )
     raise typer.Exit(serve(a, options))
+
+
+def _stop_during_startup(signum: int, _frame: object) -> None:
+    # Nothing is claimed before the scheduler runs, so stopping here loses nothing: exit 0 like a clean stop.
+    raise SystemExit(0)
 
 
 def serve(a: object, options: object) -> int:
