@@ -213,8 +213,9 @@ def get_settings() -> Settings:
 # --- loading with line numbers ---------------------------------------------------------------
 
 
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that remembers the line of every mapping key and sequence item."""
+class _LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """SafeLoader (libyaml's when built in: ~10× faster on a long feed list) that remembers the line
+    of every mapping key and sequence item."""
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[Any, Any]:

@@ -22,6 +22,7 @@ Why it is written around httpx rather than leaning on ``follow_redirects=True`` 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import os
 import socket
@@ -196,6 +197,13 @@ class _HostPool:
         return i
 
 
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """One verifying context per process: loading the CA certificates costs ~10 ms and ~1 MB each
+    time, and a daemon builds a Fetcher for every batch of feeds."""
+    return httpx.create_ssl_context()
+
+
 class Fetcher:
     """Fetches feeds over pooled keep-alive connections.  Use as ``async with Fetcher(settings) as f``.
 
@@ -212,7 +220,7 @@ class Fetcher:
         self.settings = s = settings or FetchSettings()
         self.clock = clock
         self._shared_transport = transport
-        self._ssl: ssl.SSLContext | None = None
+        self._ssl: ssl.SSLContext | None = None  # the process-wide one, taken when first needed
         self._headers = {"User-Agent": s.user_agent, "Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"}
         self._extensions = {
             "timeout": httpx.Timeout(
@@ -245,7 +253,7 @@ class Fetcher:
             return [self._shared_transport]
         s = self.settings
         if self._ssl is None:
-            self._ssl = httpx.create_ssl_context()  # loading CA certificates takes ~10 ms: do it once
+            self._ssl = shared_ssl_context()
         n = -(-s.per_host_concurrency // LANE_CONNECTIONS)
         size = -(-s.per_host_concurrency // n)
         limits = httpx.Limits(max_connections=size, max_keepalive_connections=size, keepalive_expiry=s.keepalive_expiry)

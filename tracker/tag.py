@@ -93,7 +93,7 @@ def load_taxonomy(path: Path | str | None = None, overrides: Mapping[str, Any] |
     else:
         text = Path(path).read_text(encoding="utf-8")
         source = str(path)
-    data = yaml.safe_load(text)
+    data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: ~10× faster
     if overrides:
         data = _merge(data, overrides)
     try:

@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from tracker.fetch import Fetcher, FetchSettings
+from tracker.memory import release_free_memory
 from tracker.models import Entry, FetchResult, ParsedFeed, Tags
 from tracker.parse import parse_feed
 from tracker.schedule import ScheduleSettings, item_rate, next_due
@@ -268,6 +269,7 @@ class Poller:
             finally:
                 await self._queue.put(None)
                 await writer
+        release_free_memory()  # the cycle's documents are garbage now: give their pages back
         summary.seconds = time.perf_counter() - started
         return summary
 

@@ -40,21 +40,21 @@ def _env_settings() -> tuple[str, str, str, int]:
 def run(
     ctx: typer.Context,
     no_web: bool = typer.Option(False, "--no-web", help="Poll and send digests only; serve no web view."),
-    host: str | None = typer.Option(None, "--host", help="Web view address [default: TRACKER_WEB_HOST or 127.0.0.1]."),
-    port: int | None = typer.Option(None, "--port", help="Web view port [default: TRACKER_WEB_PORT or 8080]."),
+    host: str | None = typer.Option(None, "--host", help="Web view address (default: TRACKER_WEB_HOST or 127.0.0.1)."),
+    port: int | None = typer.Option(None, "--port", help="Web view port (default: TRACKER_WEB_PORT or 8080)."),
     log_format: LogFormat | None = typer.Option(
         None, "--log-format", help="text (readable; colours on a terminal) or json (one object per line)."
     ),
-    log_level: str | None = typer.Option(None, "--log-level", help="DEBUG, INFO, WARNING ... [default: INFO]."),
+    log_level: str | None = typer.Option(None, "--log-level", help="DEBUG, INFO, WARNING ... (default: INFO)."),
     poll_every: float = typer.Option(
         10.0, "--poll-every", min=0.1, help="Seconds between checks for due feeds (each feed keeps its own interval)."
     ),
     grace: float = typer.Option(20.0, "--grace", min=0.0, help="Seconds feeds in flight get to finish on SIGTERM."),
     batch: int | None = typer.Option(
-        None, "--batch", min=1, help="Feeds claimed at a time [default: 4 × concurrency, at least 100]."
+        None, "--batch", min=1, help="Feeds claimed at a time (default: 4 × concurrency, at least 100)."
     ),
     processes: int | None = typer.Option(
-        None, "--processes", min=0, help="Parse processes [default: up to 2; 0 parses in a thread]."
+        None, "--processes", min=0, help="Parse processes (default: up to 2; 0 parses in a thread)."
     ),
     watch_every: float = typer.Option(
         5.0, "--watch-every", min=0.0, help="Seconds between checks of feeds.yaml for changes (0: only on SIGHUP)."
@@ -63,6 +63,9 @@ def run(
     """Run the service: poll due feeds, send digests, serve the web view; SIGHUP reloads feeds.yaml."""
     signal.signal(signal.SIGTERM, _stop_during_startup)  # the daemon installs its own once it runs
     from tracker.daemon import DaemonOptions
+    from tracker.memory import limit_arenas
+
+    limit_arenas()  # before any thread starts: a long-running process should not keep an arena per thread
     from tracker.logsetup import setup_logging
 
     env_format, env_level, env_host, env_port = _env_settings()
@@ -108,7 +111,7 @@ def demo(
     database: str = typer.Option(
         "sqlite:///data/demo.db", "--database", help="Where the demo keeps its data (separate from tracker.db)."
     ),
-    feeds_port: int = typer.Option(0, "--feeds-port", help="Port of the sample feed server [default: any free]."),
+    feeds_port: int = typer.Option(0, "--feeds-port", help="Port of the sample feed server (default: any free)."),
     log_format: LogFormat = typer.Option(LogFormat.text, "--log-format"),
 ) -> None:
     """Serve bundled sample feeds on 127.0.0.1 and run the daemon + web view against them."""
