@@ -201,6 +201,20 @@ class _Compiled:
             self.cjk_re = re.compile("|".join(re.escape(a) for a in alts))
 
 
+def _is_word_char(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def _find_token(folded: str, word: str, pos: int) -> int:
+    """Offset of the first whole-token ``word`` at or after ``pos`` (tokens are ``\\w+`` runs)."""
+    while True:
+        at = folded.find(word, pos)
+        end = at + len(word)
+        if (at == 0 or not _is_word_char(folded[at - 1])) and (end == len(folded) or not _is_word_char(folded[end])):
+            return at
+        pos = at + 1
+
+
 def _letters(s: str) -> str:
     return "".join(ch for ch in s if ch.isalnum())
 
@@ -262,29 +276,26 @@ class Tagger:
             return NOT_RELEVANT
         first = c.first
         phrases = c.phrases
-        spans: list[tuple[int, int]] | None = None
         matches: list[tuple[int, int, _Hit]] = []  # (start, end, hit)
         n_words = len(words)
-        i = 0
-        while i < n_words:
-            w = words[i]
-            longest = first.get(w)
-            if not longest:
-                i += 1
+        resume = 0  # the first token not inside an earlier match
+        pos = 0  # the folded text is searched left to right for each matched token's offset
+        for i in [i for i, w in enumerate(words) if w in first]:
+            if i < resume:
                 continue
-            if spans is None:
-                spans = [m.span() for m in TOKEN.finditer(folded)]
-            step = 1
-            for n in range(min(longest, n_words - i), 0, -1):
+            w = words[i]
+            start = _find_token(folded, w, pos)
+            pos = start + len(w)
+            for n in range(min(first[w], n_words - i), 0, -1):
                 hits = phrases.get(w if n == 1 else " ".join(words[i : i + n]))
                 if hits:
-                    start, stop = spans[i][0], spans[i + n - 1][1]
+                    for k in range(i + 1, i + n):  # walk to the phrase's last token
+                        pos = _find_token(folded, words[k], pos) + len(words[k])
                     for hit in hits:
-                        if hit.exact is None or _letters(text[start:stop]) == hit.exact:
-                            matches.append((start, stop, hit))
-                    step = n
+                        if hit.exact is None or _letters(text[start:pos]) == hit.exact:
+                            matches.append((start, pos, hit))
+                    resume = i + n
                     break
-            i += step
         if has_cjk:
             assert c.cjk_re is not None
             for m in c.cjk_re.finditer(folded):
