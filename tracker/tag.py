@@ -201,17 +201,17 @@ class _Compiled:
             self.cjk_re = re.compile("|".join(re.escape(a) for a in alts))
 
 
-def _is_word_char(ch: str) -> bool:
-    return ch.isalnum() or ch == "_"
-
-
-def _find_token(folded: str, word: str, pos: int) -> int:
-    """Offset of the first whole-token ``word`` at or after ``pos`` (tokens are ``\\w+`` runs)."""
+def _find_token(folded: str, word: str, pos: int, skip: int = 0) -> int:
+    """Offset of the ``skip``-th next whole-token ``word`` at or after ``pos`` (tokens: ``\\w+`` runs)."""
     while True:
         at = folded.find(word, pos)
         end = at + len(word)
-        if (at == 0 or not _is_word_char(folded[at - 1])) and (end == len(folded) or not _is_word_char(folded[end])):
-            return at
+        if (at == 0 or not (folded[at - 1].isalnum() or folded[at - 1] == "_")) and (
+            end == len(folded) or not (folded[end].isalnum() or folded[end] == "_")
+        ):
+            if not skip:
+                return at
+            skip -= 1
         pos = at + 1
 
 
@@ -280,22 +280,26 @@ class Tagger:
         n_words = len(words)
         resume = 0  # the first token not inside an earlier match
         pos = 0  # the folded text is searched left to right for each matched token's offset
+        unmatched: dict[str, int] = {}  # candidate tokens passed since ``pos``, by word
         for i in [i for i, w in enumerate(words) if w in first]:
             if i < resume:
                 continue
             w = words[i]
-            start = _find_token(folded, w, pos)
-            pos = start + len(w)
             for n in range(min(first[w], n_words - i), 0, -1):
                 hits = phrases.get(w if n == 1 else " ".join(words[i : i + n]))
                 if hits:
+                    start = _find_token(folded, w, pos, unmatched.get(w, 0))
+                    pos = start + len(w)
                     for k in range(i + 1, i + n):  # walk to the phrase's last token
                         pos = _find_token(folded, words[k], pos) + len(words[k])
                     for hit in hits:
                         if hit.exact is None or _letters(text[start:pos]) == hit.exact:
                             matches.append((start, pos, hit))
                     resume = i + n
+                    unmatched.clear()
                     break
+            else:
+                unmatched[w] = unmatched.get(w, 0) + 1
         if has_cjk:
             assert c.cjk_re is not None
             for m in c.cjk_re.finditer(folded):
