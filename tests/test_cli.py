@@ -106,3 +106,17 @@ def test_help_lists_every_command() -> None:
     for cmd in ("init", "check", "feeds", "poll", "export", "retag", "tag", "eval", "status", "timeline", "digest",
                 "serve", "run"):  # fmt: skip
         assert re.search(rf"│ {cmd}\s", r.stdout), cmd
+
+
+def test_every_command_is_mapped_to_the_module_that_defines_it() -> None:
+    import importlib
+
+    from tracker import cli
+
+    for name in cli.MODULES:
+        importlib.import_module(f"tracker.cli.{name}")
+    registered = {c.name or (c.callback.__name__ if c.callback else "") for c in cli.app.registered_commands}
+    registered |= {g.name for g in cli.app.registered_groups if g.name}
+    assert registered == set(cli.COMMANDS)
+    assert cli._command_of(["--config", "x.yaml", "--db", "sqlite://", "poll", "--once"]) == "poll"
+    assert cli._command_of(["--help"]) is None

@@ -183,3 +183,7 @@ def test_schema_upgrade_is_idempotent(tmp_path: Path) -> None:
     with eng.connect() as conn:
         mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
     assert mode == "wal"
+
+
+def test_head_constant_matches_the_newest_migration() -> None:
+    assert schema.migrations_head() == schema.HEAD

@@ -311,30 +311,33 @@ class Tagger:
         return self._decide(text, matches, title_end if title_end >= 0 else len(text))
 
     def _decide(self, text: str, matches: list[tuple[int, int, _Hit]], title_end: int) -> Tags:
-        war = peace = strong = False
+        n_war = n_peace = 0
+        strong = weak = False
         roles: list[int] = []
         excluded: set[str] = set()
         for start, _end, hit in matches:
             cat = hit.category
             if cat == "war":
-                war = True
+                n_war += 1
             elif cat == "peace":
-                peace = True
+                n_peace += 1
                 roles.append(start)
             elif cat == "role":
                 roles.append(start)
             elif cat == "strong":
                 strong = True
+            elif cat == "weak":
+                weak = True
             elif cat == "exclude":
                 excluded.add(hit.tag)
-        if not war:
+        if not n_war:
             return NOT_RELEVANT
-        if not (peace or strong):
+        if not (n_peace or strong):
             return WAR_ONLY
         window = self._window_chars
         title_role = bool(roles) and min(roles) < title_end
         # A role term must be in the same sentence as the actor: "talks stall. Brazil's team won" is no role.
-        stops = [m.end() for m in SENTENCE_END.finditer(text)]
+        stops = [m.end() for m in SENTENCE_END.finditer(text)] if weak and roles else []
         role_at = [(r, bisect_right(stops, r)) for r in roles]
         found: dict[str, dict[tuple[int, int], None]] = {}
         context: dict[tuple[int, int], None] = {}
@@ -359,8 +362,6 @@ class Tagger:
             for s, e in found.get(k, ())
         ]
         evidence += [Evidence("context", "context", text[s:e], s, e) for s, e in sorted(context)]
-        n_war = sum(1 for m in matches if m[2].category == "war")
-        n_peace = sum(1 for m in matches if m[2].category == "peace")
         score = 0.25 + 0.1 * min(n_war, 3) + 0.1 * min(n_peace, 3) + 0.1 * len(mediators) + 0.1 * len(obstacles)
         return Tags(
             relevant=True,

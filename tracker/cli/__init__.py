@@ -6,21 +6,48 @@ import sys
 
 from tracker.cli.app import app
 
+# Which module defines each command: `tracker poll` imports the ingest commands only, not the web
+# view, the mailer or the daemon (start-up time counts for a cron-driven `poll --once`).
+COMMANDS = {
+    "init": "ingest",
+    "check": "ingest",
+    "feeds": "ingest",
+    "poll": "ingest",
+    "export": "ingest",
+    "retag": "ingest",
+    "tag": "tagging",
+    "eval": "tagging",
+    "status": "status",
+    "timeline": "status",
+    "serve": "status",
+    "digest": "digest",
+    "run": "daemon",
+    "demo": "daemon",
+}
+MODULES = ("ingest", "tagging", "status", "digest", "daemon")
 
-def _register() -> None:
+
+def _command_of(argv: list[str]) -> str | None:
+    """The command word in ``argv`` (global options come first; only --config/--db take a value)."""
+    args = iter(argv)
+    for arg in args:
+        if arg in ("--config", "--db"):
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def _register(argv: list[str] | None = None) -> None:
     # Importing a command module registers its commands on ``app``.
-    from tracker.cli import ingest  # noqa: F401
-
-    for optional in ("tagging", "status", "digest", "daemon", "web"):
-        try:
-            __import__(f"tracker.cli.{optional}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"tracker.cli.{optional}":
-                raise
+    command = _command_of(sys.argv[1:] if argv is None else argv)
+    needed = [COMMANDS[command]] if command in COMMANDS else list(MODULES)
+    for name in needed:
+        __import__(f"tracker.cli.{name}")
 
 
 def main(argv: list[str] | None = None) -> None:
-    _register()
+    _register(argv)
     try:
         app(args=argv, standalone_mode=True)
     except KeyboardInterrupt:

@@ -16,6 +16,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 
 DEFAULT_DATABASE_URL = "sqlite:///data/tracker.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_CACHE_KIB = 16 * 1024
 
 
 def normalise_url(url: str | None) -> URL:
@@ -52,7 +53,8 @@ def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA cache_size=-65536")
+    # 16 MB of page cache per pooled connection: a daemon holds several, the OS caches the file too.
+    cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cur.execute("PRAGMA temp_store=MEMORY")
     cur.close()
 
