@@ -154,6 +154,39 @@ def release_stale_leases(engine: Engine, *, host: str | None = None) -> int:
     return freed
 
 
+# --- signals and forked children ----------------------------------------------------------------
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_fork_hook_installed = False
+_daemon_signals = False  # a Daemon's asyncio signal handlers are installed in this process
+
+
+def _quiet_forked_child() -> None:
+    """In a child forked by the daemon (the parse pool): ignore the daemon's signals.
+
+    asyncio's signal handlers work through ``signal.set_wakeup_fd``, and a forked child inherits that
+    fd.  When the whole process group is signalled — systemd's default ``KillMode=control-group``, or
+    Ctrl-C on a terminal — every worker would write the signal into the daemon's event loop, and one
+    SIGTERM would arrive as several: the second means "do not wait for feeds in flight".  The workers
+    keep parsing for the daemon instead; it shuts its pool down itself when it stops.
+    """
+    if not _daemon_signals:
+        return
+    with contextlib.suppress(ValueError, OSError):
+        signal.set_wakeup_fd(-1)
+    for sig in _STOP_SIGNALS:
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(sig, signal.SIG_IGN)
+
+
+def _set_daemon_signals(installed: bool) -> None:
+    global _fork_hook_installed, _daemon_signals
+    if installed and not _fork_hook_installed:
+        os.register_at_fork(after_in_child=_quiet_forked_child)
+        _fork_hook_installed = True
+    _daemon_signals = installed
+
+
 # --- the web view in a thread --------------------------------------------------------------------
 
 
@@ -328,6 +361,7 @@ class Daemon:
             processes=self.options.processes,
         )
         self.poller.on_outcome = self._on_outcome
+        self.poller.start_workers()  # before the web app and the first cycle grow this process
         self.liveness.stale_after = max(
             120.0, 4 * self.options.poll_every, 2 * self.app.fetch_settings.total_timeout + 10
         )
@@ -349,6 +383,7 @@ class Daemon:
                 ):
                     loop.add_signal_handler(sig, handler, sig.name)
                     signals.append(sig)
+                _set_daemon_signals(True)  # before the parse pool forks (at the first poll)
             self._start_scheduler(loop)
             _failing, enabled = await asyncio.to_thread(self._refresh_gauges)
             log.info(
@@ -367,6 +402,8 @@ class Daemon:
         finally:
             for sig in signals:
                 loop.remove_signal_handler(sig)
+            if signals:
+                _set_daemon_signals(False)
             if self._scheduler is not None:
                 self._scheduler.shutdown(wait=False)
                 self._scheduler = None
@@ -430,6 +467,8 @@ class Daemon:
             try:
                 await fn()
             except asyncio.CancelledError:
+                if self._stop.is_set():
+                    return  # cancelled by _shutdown after the grace period (logged there): not a job error
                 raise
             except Exception:
                 log.exception("job %s failed; it runs again at its next time", fn.__name__)

@@ -90,7 +90,13 @@ def _stop_during_startup(signum: int, _frame: object) -> None:
 
 
 def serve(a: object, options: object) -> int:
-    """Run a Daemon to completion; start-up refusals become a message and exit code 1."""
+    """Run a Daemon to completion; start-up refusals become one log record and exit code 1.
+
+    Logged, not printed: with ``--log-format json`` a log shipper must get JSON for these too, and an
+    unreachable database is one clear line rather than a driver traceback.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
     from tracker.app import App
     from tracker.daemon import AlreadyRunning, Daemon, DaemonOptions, WebStartError
 
@@ -99,7 +105,15 @@ def serve(a: object, options: object) -> int:
     try:
         return asyncio.run(daemon.run())
     except (AlreadyRunning, WebStartError) as exc:
-        err.print(f"tracker run: {exc}")
+        log.error("tracker run: %s", exc, extra={"event": "refused"})
+        return EXIT_RUNTIME
+    except SQLAlchemyError as exc:  # jobs catch their own errors: this is start-up (or the final lease release)
+        log.error(
+            "tracker run: cannot use the database %s: %s",
+            a.engine.url.render_as_string(hide_password=True),
+            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+            extra={"event": "database_error"},
+        )
         return EXIT_RUNTIME
     finally:
         a.engine.dispose()
