@@ -86,9 +86,13 @@ class SmtpSettings:
             secret = getattr(value, "get_secret_value", None)
             return secret() if callable(secret) else value
 
+        # Settings.smtp_port has a default (25): only a port that was actually set overrides the
+        # per-mode default (465 with SSL, 587 with STARTTLS).
+        explicit = getattr(settings, "model_fields_set", None)
+        port = get("smtp_port") if explicit is None or "smtp_port" in explicit else None
         return cls(
             host=get("smtp_host") or None,
-            port=int(get("smtp_port") or 0) or None,
+            port=int(port or 0) or None,
             user=get("smtp_user") or None,
             password=get("smtp_password") or None,
             starttls=bool(get("smtp_starttls", False)),
