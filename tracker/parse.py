@@ -14,6 +14,7 @@ stricter) and links are resolved here, so feedparser's slow HTML passes are not 
 from __future__ import annotations
 
 import calendar
+import functools
 import hashlib
 import html
 import json
@@ -24,6 +25,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import feedparser
+import feedparser.mixin
 import ftfy
 import nh3
 
@@ -63,6 +65,11 @@ BLOCK_RE = re.compile(r"</?(?:p|div|br|li|h[1-6]|tr|blockquote|pre|ul|ol|table)\
 SPACE_RE = re.compile(r"\s+")
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 
+
+# feedparser re-derives the xml:base of every element with a urljoin (~8 % of its time on a typical
+# feed); the function is pure and the pairs repeat, so a small cache saves that work.
+if hasattr(feedparser.mixin, "make_safe_absolute_uri"):
+    feedparser.mixin.make_safe_absolute_uri = functools.lru_cache(maxsize=512)(feedparser.mixin.make_safe_absolute_uri)
 
 MOJIBAKE_RUN = re.compile("[\u0080-\u02ff\u2010-\u203a\u20ac\u2122]{2,}")
 LEGACY_CODECS = ("cp1252", "latin-1", "cp1250", "cp1251")
