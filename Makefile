@@ -40,10 +40,13 @@ system-deps:
 demo: $(STAMP)
 	$(BIN)/tracker demo
 
-## bench: every benchmark script (prints numbers; see docs/benchmarks.md)
+## bench: every benchmark script (prints numbers; see docs/benchmarks.md) — about 45 minutes in all
 bench: $(STAMP)
-	$(BIN)/python bench/poll.py
 	$(BIN)/python bench/tag.py
+	$(BIN)/python bench/poll.py --feeds 1000
+	$(BIN)/python bench/daemon.py --feeds 10000 --interval 120
+	$(BIN)/python bench/web.py
+	$(BIN)/python bench/peers.py --feeds 500,1000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
