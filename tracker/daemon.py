@@ -154,39 +154,6 @@ def release_stale_leases(engine: Engine, *, host: str | None = None) -> int:
     return freed
 
 
-# --- signals and forked children ----------------------------------------------------------------
-
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-_fork_hook_installed = False
-_daemon_signals = False  # a Daemon's asyncio signal handlers are installed in this process
-
-
-def _quiet_forked_child() -> None:
-    """In a child forked by the daemon (the parse pool): ignore the daemon's signals.
-
-    asyncio's signal handlers work through ``signal.set_wakeup_fd``, and a forked child inherits that
-    fd.  When the whole process group is signalled — systemd's default ``KillMode=control-group``, or
-    Ctrl-C on a terminal — every worker would write the signal into the daemon's event loop, and one
-    SIGTERM would arrive as several: the second means "do not wait for feeds in flight".  The workers
-    keep parsing for the daemon instead; it shuts its pool down itself when it stops.
-    """
-    if not _daemon_signals:
-        return
-    with contextlib.suppress(ValueError, OSError):
-        signal.set_wakeup_fd(-1)
-    for sig in _STOP_SIGNALS:
-        with contextlib.suppress(ValueError, OSError):
-            signal.signal(sig, signal.SIG_IGN)
-
-
-def _set_daemon_signals(installed: bool) -> None:
-    global _fork_hook_installed, _daemon_signals
-    if installed and not _fork_hook_installed:
-        os.register_at_fork(after_in_child=_quiet_forked_child)
-        _fork_hook_installed = True
-    _daemon_signals = installed
-
-
 # --- the web view in a thread --------------------------------------------------------------------
 
 
@@ -383,7 +350,6 @@ class Daemon:
                 ):
                     loop.add_signal_handler(sig, handler, sig.name)
                     signals.append(sig)
-                _set_daemon_signals(True)  # before the parse pool forks (at the first poll)
             self._start_scheduler(loop)
             _failing, enabled = await asyncio.to_thread(self._refresh_gauges)
             log.info(
@@ -402,8 +368,6 @@ class Daemon:
         finally:
             for sig in signals:
                 loop.remove_signal_handler(sig)
-            if signals:
-                _set_daemon_signals(False)
             if self._scheduler is not None:
                 self._scheduler.shutdown(wait=False)
                 self._scheduler = None

@@ -10,6 +10,7 @@ nothing.  A failing feed is recorded as that feed's error; nothing a feed does s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import gc
 import itertools
@@ -17,6 +18,7 @@ import logging
 import multiprocessing
 import os
 import random
+import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -164,9 +166,20 @@ _documents = itertools.count(1)  # documents this process has processed
 
 
 def _init_worker() -> None:
-    """Freeze what the worker inherited: its garbage collector then never writes to those pages,
-    so they stay shared with the daemon instead of being copied into every worker."""
+    """Start a parse worker: freeze what it inherited and leave stop signals to its parent.
+
+    Frozen objects are never written by the worker's garbage collector, so their pages stay shared
+    with the parent instead of being copied into every worker.  A stop signal sent to the whole
+    process group (systemd's ``KillMode=control-group``, Ctrl-C) must reach only the parent, which
+    shuts the pool down itself; a forked worker would also inherit asyncio's wakeup fd and echo the
+    signal into the parent's event loop, one SIGTERM arriving as several (the second meaning "do not
+    wait for feeds in flight").
+    """
     gc.freeze()
+    with contextlib.suppress(ValueError, OSError):
+        signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def make_process_pool(workers: int | None = None) -> Executor:
