@@ -65,6 +65,10 @@ def db_rows(db: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
         conn.close()
 
 
+def leased_by(db: Path, pid: int) -> int:
+    return int(db_rows(db, "SELECT count(*) FROM feed WHERE lease_owner LIKE ?", f"%:{pid}")[0][0])  # type: ignore[call-overload]
+
+
 def stored(db: Path) -> tuple[set[str], int, int, int]:
     """(guids stored, item rows, duplicate links, duplicate (feed, guid) sources)."""
     guids = {str(r[0]).removeprefix("guid:") for r in db_rows(db, "SELECT dedup_key FROM item_source")}
@@ -95,17 +99,22 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(tmp_path
 
         mid_cycle = 0  # kills that left feeds leased: the process died with fetches in flight
         with_items = 0  # kills after which the database held items (the daemon had been writing)
-        for _ in range(KILLS):
+        for k in range(KILLS):
             farm.change(rng.uniform(0.2, 0.6), rng, count=rng.randint(1, 3))
             proc = start(env, log)
             time.sleep(rng.uniform(0.6, 1.6))
             farm.change(rng.uniform(0.1, 0.4), rng, count=1)  # feeds change while it runs, too
-            time.sleep(rng.uniform(0.0, 1.2))
+            if k % 2:  # every other kill lands while this process holds leases: fetches in flight
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline and not leased_by(db, proc.pid):
+                    time.sleep(0.01)
+                time.sleep(rng.uniform(0.0, 0.15))
+            else:  # the others at any moment: start-up, mid-cycle, writing, idle between cycles
+                time.sleep(rng.uniform(0.0, 1.2))
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
             kill_group(proc)
-            leased = db_rows(db, "SELECT count(*) FROM feed WHERE lease_owner LIKE ?", f"%:{proc.pid}")[0][0]
-            mid_cycle += bool(leased)
+            mid_cycle += bool(leased_by(db, proc.pid))
             with_items += bool(db_rows(db, "SELECT 1 FROM item LIMIT 1"))
             guids, _items, dup_links, dup_sources = stored(db)
             assert dup_links == 0 and dup_sources == 0, "an item was stored twice"
