@@ -69,6 +69,15 @@ def test_yaml_syntax_error_has_a_line(tmp_path: Path) -> None:
         load_config(p)
 
 
+def test_taxonomy_overrides_are_validated_at_load(tmp_path: Path) -> None:
+    p = write(tmp_path, "feeds: []\ntaxonomy:\n  mediators:\n    turkey:\n      strong: 5\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(p)
+    assert str(exc.value).startswith(f"{p}:2: taxonomy: mediators.turkey.strong: ")
+    ok = write(tmp_path, "feeds: []\ntaxonomy:\n  mediators:\n    turkey:\n      strong: [Ankara format]\n")
+    assert load_config(ok).taxonomy == {"mediators": {"turkey": {"strong": ["Ankara format"]}}}
+
+
 def test_digest_validation(tmp_path: Path) -> None:
     p = write(
         tmp_path,

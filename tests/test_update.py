@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from feedfarm import FeedFarm
+from pytest_httpserver import HTTPServer
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
@@ -128,3 +129,29 @@ def _empty() -> Processed:
     from tracker.models import ParsedFeed
 
     return Processed(ParsedFeed(title="t", link=None, language=None, ttl_minutes=None, entries=()), ())
+
+
+RSS = """<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0"><channel><title>Wire</title><link>https://wire.example/</link>
+<item><guid>w-1</guid><link>https://wire.example/1</link><title>Ukraine and Russia resume peace talks</title>
+<description>Delegations from Kyiv and Moscow met under the Zorbanian envoy's auspices.</description></item>
+</channel></rss>"""
+
+
+@pytest.mark.parametrize("overrides", [None, {"mediators": {"un": {"strong": ["Zorbanian envoy"]}}}])
+def test_feeds_yaml_taxonomy_overrides_reach_the_parse_workers(
+    tmp_path: Path, httpserver: HTTPServer, overrides: dict[str, object] | None
+) -> None:
+    httpserver.expect_request("/wire.xml").respond_with_data(RSS, content_type="application/rss+xml")
+    engine = make_db(tmp_path, [httpserver.url_for("/wire.xml")])
+    with Poller(engine, fetch=FAST, schedule=SCHEDULE, processes=1, taxonomy=overrides) as p:
+        assert asyncio.run(p.poll(include_not_due=True)).new == 1  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        relevant, mediators, evidence = conn.execute(
+            select(ingest.ITEM.c.relevant, ingest.ITEM.c.mediators, ingest.ITEM.c.evidence)
+        ).one()
+    assert relevant
+    if overrides:
+        assert mediators.split() == ["un"] and "Zorbanian envoy" in evidence
+    else:
+        assert mediators == "" and "Zorbanian" not in evidence

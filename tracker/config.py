@@ -158,6 +158,19 @@ class Config(_Strict):
     digests: list[DigestConfig] = Field(default_factory=list)
     taxonomy: dict[str, Any] = Field(default_factory=dict)  # extends/overrides tracker/data/taxonomy.yaml
 
+    @field_validator("taxonomy")
+    @classmethod
+    def _taxonomy_loads(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """Overrides are checked now, not when the daemon tags its first item with them."""
+        if value:
+            from tracker.tag import TaxonomyError, load_taxonomy
+
+            try:
+                load_taxonomy(overrides=value)
+            except TaxonomyError as exc:
+                raise ValueError(str(exc).removeprefix("tracker/data/taxonomy.yaml: ")) from None
+        return value
+
     def fetch_settings(self) -> FetchSettings:
         s = self.settings
         kwargs: dict[str, Any] = {

@@ -43,6 +43,7 @@ from tracker.config import Config, ConfigError, load_config
 from tracker.metrics import LIVENESS, METRICS, Liveness, Metrics
 from tracker.store import ingest
 from tracker.store.ingest import FeedUpdate, WriteCounts
+from tracker.tag import overrides_key
 from tracker.update import CycleSummary, Poller
 
 log = logging.getLogger("tracker.daemon")
@@ -326,6 +327,7 @@ class Daemon:
             schedule=self.app.schedule_settings,
             worker=self.worker,
             processes=self.options.processes,
+            taxonomy=self.app.config.taxonomy,
         )
         self.poller.on_outcome = self._on_outcome
         self.poller.start_workers()  # before the web app and the first cycle grow this process
@@ -600,6 +602,7 @@ class Daemon:
             if self.poller is not None:
                 self.poller.fetch_settings = new.fetch_settings()
                 self.poller.schedule = new.schedule_settings()
+                self.poller.taxonomy = overrides_key(new.taxonomy)
             specs = app_mod.feed_specs(new)
             added, changed, disabled = await asyncio.to_thread(ingest.sync_feeds, self.app.engine, specs)
             await asyncio.to_thread(self._refresh_gauges)

@@ -81,6 +81,7 @@ def retag_all(
                     and r.mediators == mediators
                     and r.obstacles == obstacles
                     and r.evidence == evidence
+                    and abs((r.score or 0.0) - tags.score) < 1e-9
                 ):
                     continue
                 report.changed += 1

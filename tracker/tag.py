@@ -17,6 +17,7 @@ Decision order (documented in docs/tagging.md):
 from __future__ import annotations
 
 import functools
+import json
 import re
 import unicodedata
 from bisect import bisect_right
@@ -382,9 +383,20 @@ def clean(text: str) -> str:
 
 
 @functools.cache
+def tagger_for(overrides_json: str = "") -> Tagger:
+    """The tagger for the packaged taxonomy extended by feeds.yaml's ``taxonomy:`` overrides, built
+    once per process.  The overrides come as canonical JSON text so they can key this cache and
+    travel to parse workers with each document."""
+    return Tagger(load_taxonomy(overrides=json.loads(overrides_json) if overrides_json else None))
+
+
+def overrides_key(overrides: Mapping[str, Any] | None) -> str:
+    return json.dumps(overrides, sort_keys=True, ensure_ascii=False) if overrides else ""
+
+
 def default_tagger() -> Tagger:
-    """The packaged taxonomy's tagger, built once per process."""
-    return Tagger()
+    """The packaged taxonomy's tagger."""
+    return tagger_for("")
 
 
 def tag_many(tagger: Tagger, texts: Iterable[str]) -> list[Tags]:

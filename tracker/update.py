@@ -20,7 +20,7 @@ import os
 import random
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -36,7 +36,7 @@ from tracker.parse import parse_feed
 from tracker.schedule import ScheduleSettings, item_rate, next_due
 from tracker.store import ingest
 from tracker.store.ingest import ClaimedFeed, FeedUpdate, WriteCounts
-from tracker.tag import default_tagger
+from tracker.tag import overrides_key, tagger_for
 
 log = logging.getLogger("tracker.update")
 
@@ -150,11 +150,12 @@ def decide(
 
 
 def process_document(
-    content: bytes, headers: dict[str, str], url: str, now: datetime, language: str | None
+    content: bytes, headers: dict[str, str], url: str, now: datetime, language: str | None, taxonomy: str = ""
 ) -> Processed:
-    """Parse, clean and tag one document.  Top-level so a process pool can pickle it."""
+    """Parse, clean and tag one document (``taxonomy``: see ``tagger_for``).  Top-level so a
+    process pool can pickle it."""
     parsed = parse_feed(content, url=url, headers=headers, now=now)
-    tagger = default_tagger()
+    tagger = tagger_for(taxonomy)
     tags = tuple(tagger.tag(e.text, lang=e.language or language) for e in parsed.entries)
     if next(_documents) % TRIM_EVERY == 0:
         release_free_memory()  # a worker lives as long as the daemon: keep its heap near what it uses
@@ -182,7 +183,7 @@ def _init_worker() -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
-def make_process_pool(workers: int | None = None) -> Executor:
+def make_process_pool(workers: int | None = None, taxonomy: str = "") -> Executor:
     """A pool for parsing: both cores parse while the event loop fetches and the writer stores.
 
     The tagger is compiled once here and the workers are forked, so they inherit it (and every
@@ -193,7 +194,7 @@ def make_process_pool(workers: int | None = None) -> Executor:
     n = workers if workers is not None else min(2, os.cpu_count() or 1)
     if n <= 0:
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix="tracker-parse")
-    default_tagger()
+    tagger_for(taxonomy)
     return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker)
 
 
@@ -211,9 +212,11 @@ class Poller:
         schedule: ScheduleSettings,
         worker: str | None = None,
         processes: int | None = None,
+        taxonomy: Mapping[str, Any] | None = None,
         clock: Callable[[], datetime] = utcnow,
         rand: Callable[[], float] = random.random,
     ) -> None:
+        """``taxonomy``: feeds.yaml's overrides of the packaged taxonomy, applied to new items."""
         self.engine = engine
         self.fetch_settings = fetch
         self.schedule = schedule
@@ -221,6 +224,7 @@ class Poller:
         self.clock = clock
         self.rand = rand
         self._processes = processes
+        self.taxonomy = overrides_key(taxonomy)  # assign a new key on reload: workers compile it once
         self._pool: Executor | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tracker-writer")
         self.on_outcome: Callable[[str, FeedUpdate, WriteCounts], None] | None = None
@@ -248,7 +252,7 @@ class Poller:
     @property
     def pool(self) -> Executor:
         if self._pool is None:
-            self._pool = make_process_pool(self._processes)
+            self._pool = make_process_pool(self._processes, self.taxonomy)
         return self._pool
 
     async def poll(
@@ -354,7 +358,7 @@ class Poller:
         now = self.clock()
         processed: Processed | None = None
         if result.outcome == "ok" and result.content is not None:
-            args = (result.content, dict(result.headers), result.url, now, feed.language)
+            args = (result.content, dict(result.headers), result.url, now, feed.language, self.taxonomy)
             try:
                 processed = await self._process(args)
             except Exception as exc:  # a parser bug or a dead worker is this feed's error, not the cycle's

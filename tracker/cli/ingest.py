@@ -180,7 +180,13 @@ def poll(
 
     a = open_app(ctx)
     tracker_app.ensure_ready(a)
-    with Poller(a.engine, fetch=a.fetch_settings, schedule=a.schedule_settings, processes=processes) as p:
+    with Poller(
+        a.engine,
+        fetch=a.fetch_settings,
+        schedule=a.schedule_settings,
+        processes=processes,
+        taxonomy=a.config.taxonomy,
+    ) as p:
         if sys.stdout.isatty():
             with Progress(
                 TextColumn("polling"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
