@@ -249,6 +249,30 @@ def test_second_run_on_the_same_sqlite_file_refuses_and_names_the_holder(
     assert third.stop()[0] == 0
 
 
+def test_parse_workers_die_with_a_daemon_killed_outright(
+    tmp_path: Path, farm: FeedFarm, sqlite_env: tuple[dict[str, str], Path, Path], daemons: list[Daemon]
+) -> None:
+    """SIGKILL (or the OOM killer) on the daemon alone must not leave its parse workers running."""
+    env, _db, config = sqlite_env
+    write_config(config, farm_feeds(farm, range(3)))
+    d = start(["run", "--no-web", "--processes", "2", *JSON], env, tmp_path)
+    daemons.append(d)
+    d.wait_started()
+    workers = d.wait_for(lambda: children(d.pid) if len(children(d.pid)) >= 2 else None, "2 parse workers")
+    os.kill(d.pid, signal.SIGKILL)  # the daemon only, not its process group
+    d.proc.wait(10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{w}").exists() and not _zombie(w) for w in workers):
+        time.sleep(0.05)
+    assert not [w for w in workers if Path(f"/proc/{w}").exists() and not _zombie(w)], "orphaned parse workers"
+
+
+def _zombie(pid: int) -> bool:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    return True
+
+
 # --- SIGTERM ---------------------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import dataclasses
 import gc
 import itertools
@@ -19,6 +20,7 @@ import multiprocessing
 import os
 import random
 import signal
+import sys
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -166,21 +168,30 @@ TRIM_EVERY = 200  # documents between heap trims in a parse worker (a trim costs
 _documents = itertools.count(1)  # documents this process has processed
 
 
-def _init_worker() -> None:
-    """Start a parse worker: freeze what it inherited and leave stop signals to its parent.
+def _init_worker(parent: int) -> None:
+    """Start a parse worker: freeze what it inherited, leave stop signals to its parent, die with it.
 
     Frozen objects are never written by the worker's garbage collector, so their pages stay shared
     with the parent instead of being copied into every worker.  A stop signal sent to the whole
     process group (systemd's ``KillMode=control-group``, Ctrl-C) must reach only the parent, which
     shuts the pool down itself; a forked worker would also inherit asyncio's wakeup fd and echo the
     signal into the parent's event loop, one SIGTERM arriving as several (the second meaning "do not
-    wait for feeds in flight").
+    wait for feeds in flight").  If the parent is killed outright (SIGKILL, the OOM killer), the
+    kernel kills the workers too (Linux ``PR_SET_PDEATHSIG``) instead of leaving them blocked.
     """
     gc.freeze()
     with contextlib.suppress(ValueError, OSError):
         signal.set_wakeup_fd(-1)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(0)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def make_process_pool(workers: int | None = None, taxonomy: str = "") -> Executor:
@@ -195,7 +206,12 @@ def make_process_pool(workers: int | None = None, taxonomy: str = "") -> Executo
     if n <= 0:
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix="tracker-parse")
     tagger_for(taxonomy)
-    return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker)
+    return ProcessPoolExecutor(
+        max_workers=n,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_init_worker,
+        initargs=(os.getpid(),),
+    )
 
 
 # --- the cycle ---------------------------------------------------------------------------------
