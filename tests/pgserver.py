@@ -14,12 +14,13 @@ import contextlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+
+from localproc import free_port
 
 HOW_TO_INSTALL = (
     "PostgreSQL server binaries (initdb, pg_ctl) not found under /usr/lib/postgresql/*/bin — "
@@ -35,12 +36,6 @@ def bin_dir() -> Path | None:
         key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
     )
     return found[-1].parent if found else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class PgServer:

@@ -21,13 +21,9 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,27 +32,13 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 from feedfarm import FeedFarm
+from localproc import TRACKER, clean_env, free_port, http_get
 
-_EXE = Path(sys.executable).with_name("tracker")
-TRACKER = [str(_EXE)] if _EXE.exists() else [sys.executable, "-m", "tracker"]
 JSON = ("--log-format", "json")
 FAST = {"default_interval": "1s", "min_interval": "1s", "max_interval": "1s"}  # every feed due again each second
 T = TypeVar("T")
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The test's environment without TRACKER_* or proxy settings of the host, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_") and "proxy" not in k.lower()}
-    env.update(extra)
-    return env
 
 
 def write_config(
@@ -95,15 +77,6 @@ def children(pid: int) -> list[int]:
             if int(fields[1]) == pid and fields[0] != "Z":
                 found.append(int(stat.parent.name))
     return found
-
-
-def http_get(url: str, timeout: float = 10) -> tuple[int, bytes]:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=timeout) as r:
-            return int(r.status), r.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 @dataclass

@@ -14,44 +14,19 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from localproc import TRACKER, clean_env, free_port, http_get
 
 ROOT = Path(__file__).resolve().parents[1]
-_EXE = Path(sys.executable).with_name("tracker")
-TRACKER = [str(_EXE)] if _EXE.exists() else [sys.executable, "-m", "tracker"]
 DEMO_INDEX = ROOT / "tracker" / "data" / "demo" / "index.yaml"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKER_") and "proxy" not in k.lower()}
-    env.update(extra)
-    return env
-
-
-def http_get(url: str, timeout: float = 5) -> tuple[int, bytes]:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=timeout) as r:
-            return int(r.status), r.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 def demo_files() -> list[str]:

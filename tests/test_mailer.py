@@ -9,7 +9,6 @@ import hashlib
 import importlib.util
 import logging
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -24,6 +23,7 @@ from typing import Any, Protocol
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from localproc import TRACKER, free_port
 from pydantic import SecretStr
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
@@ -89,12 +89,6 @@ class Inbox:
         if self.controller is not None:
             self.controller.stop()
             self.controller = None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_inbox(**options: Any) -> Inbox:
@@ -511,8 +505,6 @@ def test_smtp_login_uses_the_password_and_no_log_shows_it(
 
 # --- the command line, in a subprocess ----------------------------------------------------------
 
-_EXE = Path(sys.executable).with_name("tracker")
-TRACKER = [str(_EXE)] if _EXE.exists() else [sys.executable, "-m", "tracker"]
 CLI_CONFIG = """\
 feeds:
   - {name: Reuters, url: "http://127.0.0.1:1/Reuters.xml"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from localproc import free_port
 from test_timeline_queries import (
     FEEDS,
     KEYS,
@@ -42,12 +42,6 @@ HOSTILE_TITLE = 'Talks in Istanbul <script>window.__xss=1</script> & "quotes" <b
 
 
 # --- a real server --------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
