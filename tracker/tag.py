@@ -86,15 +86,60 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: ~10× faster
+
+
+def language_packs() -> list[tuple[str, dict[str, Any]]]:
+    """The packaged language packs (``tracker/data/lang/*.yaml``), in name order.
+
+    A pack adds one language's terms to the base taxonomy: context, roles and the terms of existing
+    tags (lists extend).  Keeping each language in its own file lets people who read it review it.
+    """
+    folder = resources.files("tracker.data").joinpath("lang")
+    if not folder.is_dir():
+        return []
+    packs = []
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".yaml"):
+            packs.append((f"tracker/data/lang/{entry.name}", _yaml(entry.read_text(encoding="utf-8")) or {}))
+    return packs
+
+
+def _check_pack(source: str, base: Mapping[str, Any], pack: Mapping[str, Any]) -> None:
+    """A pack may only add terms: no new tags, no scalars, no unknown sections."""
+    allowed = {"context", "roles", "mediators", "obstacles"}
+    for key, value in pack.items():
+        if key not in allowed:
+            raise TaxonomyError(f"{source}: {key}: a language pack may only hold {', '.join(sorted(allowed))}")
+        if key in ("mediators", "obstacles", "context"):
+            if not isinstance(value, Mapping):
+                raise TaxonomyError(f"{source}: {key}: expected a mapping")
+            for tag, spec in value.items():
+                if tag not in base[key]:
+                    raise TaxonomyError(f"{source}: {key}.{tag}: not in the base taxonomy")
+                if key == "context":
+                    continue
+                for field_name, terms in (spec or {}).items():
+                    if field_name not in ("strong", "weak", "exclude") or not isinstance(terms, list):
+                        raise TaxonomyError(f"{source}: {key}.{tag}.{field_name}: expected strong/weak/exclude lists")
+
+
 def load_taxonomy(path: Path | str | None = None, overrides: Mapping[str, Any] | None = None) -> Taxonomy:
-    """The packaged taxonomy (or ``path``), extended by ``overrides``; validated."""
+    """The packaged taxonomy and its language packs (or ``path`` alone), extended by ``overrides``;
+    validated."""
     if path is None:
         text = resources.files("tracker.data").joinpath("taxonomy.yaml").read_text(encoding="utf-8")
         source = "tracker/data/taxonomy.yaml"
+        packs = language_packs()
     else:
         text = Path(path).read_text(encoding="utf-8")
         source = str(path)
-    data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: ~10× faster
+        packs = []
+    data = _yaml(text)
+    for pack_source, pack in packs:
+        _check_pack(pack_source, data, pack)
+        data = _merge(data, pack)
     if overrides:
         data = _merge(data, overrides)
     try:
@@ -130,7 +175,7 @@ FOLD = _fold_table()
 TOKEN = re.compile(r"\w+")
 NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 SENTENCE_END = re.compile(r"[.!?;。！？]\s|\n")
-CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+CJK = re.compile(r"[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")  # Thai, kana, CJK, Hangul
 _ALT = re.compile(r"\{([^{}]*)\}")
 
 
