@@ -240,3 +240,10 @@ def test_language_packs_load_and_may_only_add_terms() -> None:
     for _source, pack in packs:  # every pack's terms are in the loaded taxonomy
         for term in pack.get("context", {}).get("peace", []):
             assert term in tax.context.peace
+
+
+def test_an_initialism_does_not_end_the_sentence_of_its_role() -> None:
+    text = "Russia and Ukraine resume peace talks\nThe U.S. envoy mediated the first session on Monday."
+    assert "usa" in default_tagger().tag(text).mediators
+    split = "Russia and Ukraine resume peace talks\nThe talks stalled. U.S. markets rose on Monday."
+    assert "usa" not in default_tagger().tag(split).mediators

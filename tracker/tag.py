@@ -174,7 +174,7 @@ def _fold_table() -> dict[int, str]:
 FOLD = _fold_table()
 TOKEN = re.compile(r"\w+")
 NON_ASCII = re.compile(r"[^\x00-\x7f]+")
-SENTENCE_END = re.compile(r"[.!?;。！？]\s|\n")
+SENTENCE_END = re.compile(r"(?<!\b\w)[.!?;。！？]\s|\n")  # "U.S. envoy": a lone letter's dot ends no sentence
 CJK = re.compile(r"[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")  # Thai, kana, CJK, Hangul
 _ALT = re.compile(r"\{([^{}]*)\}")
 
