@@ -226,9 +226,10 @@ class Story:
 
     @property
     def also(self) -> tuple[str, ...]:
-        """Outlets other than the one the lead is shown from ("also reported by ...")."""
+        """Outlets other than the one the lead is shown from ("also reported by ..."), by name so the
+        same story always reads the same."""
         first = self.lead.sources[0] if self.lead.sources else None
-        return tuple(s for s in self.outlets if s != first)
+        return tuple(sorted(s for s in self.outlets if s != first))
 
     @property
     def importance(self) -> int:
