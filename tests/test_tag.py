@@ -247,3 +247,13 @@ def test_an_initialism_does_not_end_the_sentence_of_its_role() -> None:
     assert "usa" in default_tagger().tag(text).mediators
     split = "Russia and Ukraine resume peace talks\nThe talks stalled. U.S. markets rose on Monday."
     assert "usa" not in default_tagger().tag(split).mediators
+
+
+def test_indic_vowel_signs_stay_inside_their_word() -> None:
+    text = "यूक्रेन और रूस ने इस्तांबुल में शांति वार्ता फिर से शुरू की"
+    tags = default_tagger().tag(text)
+    assert tags.relevant and tags.mediators == ("turkey",)
+    for e in tags.evidence:
+        assert text[e.start : e.end] == e.phrase
+    assert {e.phrase for e in tags.evidence} >= {"यूक्रेन", "रूस", "इस्तांबुल"}
+    assert default_tagger().tag("देर से आई ट्रेन").score == 0.0  # "late train": "देर से" is not "रूस" (Russia)

@@ -172,9 +172,13 @@ def _fold_table() -> dict[int, str]:
 
 
 FOLD = _fold_table()
-TOKEN = re.compile(r"\w+")
+# Vowel signs and viramas (Devanagari and the other Indic scripts), Arabic harakat and Hebrew points
+# are combining marks, which ``\w`` leaves out: without them "यूक्रेन" would be four one-letter tokens.
+MARKS = "".join(chr(c) for c in range(0x483, 0x1000) if unicodedata.category(chr(c)) in ("Mn", "Mc", "Me"))
+TOKEN = re.compile(f"[\\w{MARKS}]+")
+_MARK_SET = frozenset(MARKS)
 NON_ASCII = re.compile(r"[^\x00-\x7f]+")
-SENTENCE_END = re.compile(r"(?<!\b\w)[.!?;。！？]\s|\n")  # "U.S. envoy": a lone letter's dot ends no sentence
+SENTENCE_END = re.compile(r"(?<!\b\w)[.!?;。！？।]\s|\n")  # "U.S. envoy": a lone letter's dot ends no sentence
 CJK = re.compile(r"[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")  # Thai, kana, CJK, Hangul
 _ALT = re.compile(r"\{([^{}]*)\}")
 
@@ -248,17 +252,20 @@ class _Compiled:
 
 
 def _find_token(folded: str, word: str, pos: int, skip: int = 0) -> int:
-    """Offset of the ``skip``-th next whole-token ``word`` at or after ``pos`` (tokens: ``\\w+`` runs)."""
+    """Offset of the ``skip``-th next whole-token ``word`` at or after ``pos`` (tokens: TOKEN runs)."""
     while True:
         at = folded.find(word, pos)
         end = at + len(word)
-        if (at == 0 or not (folded[at - 1].isalnum() or folded[at - 1] == "_")) and (
-            end == len(folded) or not (folded[end].isalnum() or folded[end] == "_")
-        ):
+        if (at == 0 or not _word_char(folded[at - 1])) and (end == len(folded) or not _word_char(folded[end])):
             if not skip:
                 return at
             skip -= 1
         pos = at + 1
+
+
+def _word_char(ch: str) -> bool:
+    """What TOKEN counts as part of a word."""
+    return ch.isalnum() or ch == "_" or ch in _MARK_SET
 
 
 def _letters(s: str) -> str:
