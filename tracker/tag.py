@@ -256,16 +256,15 @@ def _find_token(folded: str, word: str, pos: int, skip: int = 0) -> int:
     while True:
         at = folded.find(word, pos)
         end = at + len(word)
-        if (at == 0 or not _word_char(folded[at - 1])) and (end == len(folded) or not _word_char(folded[end])):
+        before = folded[at - 1] if at else " "
+        after = folded[end] if end < len(folded) else " "
+        if not (before.isalnum() or before == "_" or before in _MARK_SET) and not (
+            after.isalnum() or after == "_" or after in _MARK_SET
+        ):  # TOKEN's notion of a word character, inlined: this runs for every matched token
             if not skip:
                 return at
             skip -= 1
         pos = at + 1
-
-
-def _word_char(ch: str) -> bool:
-    """What TOKEN counts as part of a word."""
-    return ch.isalnum() or ch == "_" or ch in _MARK_SET
 
 
 def _letters(s: str) -> str:
