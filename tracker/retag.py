@@ -43,10 +43,10 @@ def retag_all(
     """Tag every item again; only items whose tags changed are written."""
     import time
 
-    from tracker.tag import Tagger, load_taxonomy
+    from tracker.tag import overrides_key, tagger_for
 
     started = time.perf_counter()
-    tagger = Tagger(load_taxonomy(overrides=taxonomy_overrides or None))
+    tagger = tagger_for(overrides_key(taxonomy_overrides))
     report = RetagReport()
     with engine.connect() as conn:
         total = int(conn.execute(select(func.count()).select_from(ITEM)).scalar_one())

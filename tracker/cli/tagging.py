@@ -19,7 +19,7 @@ err = Console(stderr=True)
 def _tagger(ctx: typer.Context) -> Any:
     """The tagger with feeds.yaml's taxonomy overrides when a config is at hand."""
     from tracker.config import ConfigError, Settings, load_config
-    from tracker.tag import Tagger, load_taxonomy
+    from tracker.tag import overrides_key, tagger_for
 
     g = globals_of(ctx)
     path = g.config_path or Settings().config
@@ -30,7 +30,7 @@ def _tagger(ctx: typer.Context) -> Any:
         except ConfigError as exc:
             err.print(f"config error: {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_USAGE) from exc
-    return Tagger(load_taxonomy(overrides=overrides))
+    return tagger_for(overrides_key(overrides))
 
 
 @app.command()
