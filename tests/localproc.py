@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 _EXE = Path(sys.executable).with_name("tracker")
 TRACKER = [str(_EXE)] if _EXE.exists() else [sys.executable, "-m", "tracker"]
@@ -34,3 +36,12 @@ def http_get(url: str, timeout: float = 10) -> tuple[int, bytes]:
             return int(r.status), r.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+
+
+def db_rows(db: Path, sql: str, *args: object) -> list[tuple[Any, ...]]:
+    """Rows from a SQLite file a tracker process may be writing (its own short connection)."""
+    conn = sqlite3.connect(db, timeout=30)
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()

@@ -13,16 +13,14 @@ import contextlib
 import os
 import random
 import signal
-import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from feedfarm import FeedFarm
+from localproc import TRACKER, db_rows
 
-TRACKER = [sys.executable, "-m", "tracker"]
 KILLS = 22
 FEEDS = 30
 
@@ -57,30 +55,20 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def db_rows(db: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
-    conn = sqlite3.connect(db, timeout=30)
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
-
-
 def leased_by(db: Path, pid: int) -> int:
-    return int(db_rows(db, "SELECT count(*) FROM feed WHERE lease_owner LIKE ?", f"%:{pid}")[0][0])  # type: ignore[call-overload]
+    return int(db_rows(db, "SELECT count(*) FROM feed WHERE lease_owner LIKE ?", f"%:{pid}")[0][0])
 
 
 def stored(db: Path) -> tuple[set[str], int, int, int]:
     """(guids stored, item rows, duplicate links, duplicate (feed, guid) sources)."""
     guids = {str(r[0]).removeprefix("guid:") for r in db_rows(db, "SELECT dedup_key FROM item_source")}
-    items = int(db_rows(db, "SELECT count(*) FROM item")[0][0])  # type: ignore[call-overload]
-    dup_links = int(
-        db_rows(db, "SELECT count(*) FROM (SELECT link FROM item GROUP BY link HAVING count(*) > 1)")[0][0]  # type: ignore[call-overload]
-    )
+    items = int(db_rows(db, "SELECT count(*) FROM item")[0][0])
+    dup_links = int(db_rows(db, "SELECT count(*) FROM (SELECT link FROM item GROUP BY link HAVING count(*) > 1)")[0][0])
     dup_sources = int(
         db_rows(
             db,
             "SELECT count(*) FROM (SELECT feed_id, dedup_key FROM item_source GROUP BY 1, 2 HAVING count(*) > 1)",
-        )[0][0]  # type: ignore[call-overload]
+        )[0][0]
     )
     return guids, items, dup_links, dup_sources
 

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 from feedfarm import FeedFarm
-from localproc import TRACKER, clean_env, free_port, http_get
+from localproc import TRACKER, clean_env, db_rows, free_port, http_get
 
 JSON = ("--log-format", "json")
 FAST = {"default_interval": "1s", "min_interval": "1s", "max_interval": "1s"}  # every feed due again each second
@@ -50,14 +50,6 @@ def write_config(
 
 def farm_feeds(farm: FeedFarm, indices: range | list[int], **extra: Any) -> list[dict[str, Any]]:
     return [{"name": f"farm {i}", "url": farm.url(i), **extra} for i in indices]
-
-
-def db_rows(db: Path, sql: str, *args: object) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(db, timeout=30)
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
 
 
 def db_value(db: Path, sql: str, *args: object) -> Any:

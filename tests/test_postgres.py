@@ -12,7 +12,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from feedfarm import FeedFarm
+from localproc import TRACKER
 from pgserver import HOW_TO_INSTALL, PgServer, bin_dir
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
@@ -38,7 +38,6 @@ pytestmark = [
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
-TRACKER = [sys.executable, "-m", "tracker"]
 JSON = ("--log-format", "json")
 FAST = FetchSettings(concurrency=20, per_host_concurrency=20, read_timeout=5, total_timeout=10)
 
