@@ -15,6 +15,7 @@ Why it is written around httpx rather than leaning on ``follow_redirects=True`` 
   httpcore's pool bookkeeping grows quadratically with its connections (encode/httpx#3215), so small
   per-host pools keep the CPU per request flat at any concurrency.  The ``AsyncClient`` layer is
   skipped: cookies, auth and event hooks are nothing a feed fetch needs, and cost ~0.1 ms a request.
+  The pools run on asyncio streams directly, not through anyio (``tracker.transport``).
   Idle connections of the ``keepalive_hosts`` most recently used hosts are kept.
 * Proxies come from ``FetchSettings.proxy`` only (environment variables are not read).
 """
@@ -41,6 +42,7 @@ import httpx
 
 from tracker import __version__
 from tracker.models import FeedRequest, FetchOutcome, FetchResult
+from tracker.transport import AsyncioTransport
 
 try:  # httpcore runs `import sniffio` for every new connection; when it is absent, each failed import
     import sniffio  # noqa: F401  walks sys.path (~0.8 ms CPU per connection).  Cache the miss: a None
@@ -257,10 +259,12 @@ class Fetcher:
         n = -(-s.per_host_concurrency // LANE_CONNECTIONS)
         size = -(-s.per_host_concurrency // n)
         limits = httpx.Limits(max_connections=size, max_keepalive_connections=size, keepalive_expiry=s.keepalive_expiry)
-        return [
-            httpx.AsyncHTTPTransport(verify=self._ssl, limits=limits, http1=True, http2=False, retries=0, proxy=s.proxy)
-            for _ in range(n)
-        ]
+        if s.proxy:
+            return [
+                httpx.AsyncHTTPTransport(verify=self._ssl, limits=limits, http1=True, retries=0, proxy=s.proxy)
+                for _ in range(n)
+            ]
+        return [AsyncioTransport(ssl_context=self._ssl, limits=limits) for _ in range(n)]
 
     def _acquire(self, url: httpx.URL) -> _HostPool:
         key = (url.scheme, url.host, url.port)

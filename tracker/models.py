@@ -12,7 +12,7 @@ import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 FetchOutcome = Literal["ok", "not_modified", "error", "gone"]
 _T = TypeVar("_T")
@@ -96,10 +96,12 @@ class ParsedFeed:
     warning: str | None = None  # feedparser's bozo text when entries were still recovered
 
 
-@_pickles_as_tuple
-@dataclass(frozen=True, slots=True)
-class Evidence:
-    """A phrase that made the tagger decide; offsets index the tagged text."""
+class Evidence(NamedTuple):
+    """A phrase that made the tagger decide; offsets index the tagged text.
+
+    A named tuple, not a dataclass: an item carries a dozen of these from a parse worker to the
+    writer, and a tuple is built (and unpickled) several times faster than a frozen dataclass.
+    """
 
     tag: str  # taxonomy key ("turkey", "territory") or "context" for relevance terms
     kind: Literal["mediator", "obstacle", "context"]

@@ -34,7 +34,6 @@ from sqlalchemy.engine import Engine
 from tracker.fetch import Fetcher, FetchSettings
 from tracker.memory import release_free_memory
 from tracker.models import Entry, FetchResult, ParsedFeed, Tags
-from tracker.parse import parse_feed
 from tracker.schedule import ScheduleSettings, item_rate, next_due
 from tracker.store import ingest
 from tracker.store.ingest import ClaimedFeed, FeedUpdate, WriteCounts
@@ -156,6 +155,8 @@ def process_document(
 ) -> Processed:
     """Parse, clean and tag one document (``taxonomy``: see ``tagger_for``).  Top-level so a
     process pool can pickle it."""
+    from tracker.parse import parse_feed  # imported before the workers fork (make_process_pool)
+
     parsed = parse_feed(content, url=url, headers=headers, now=now)
     tagger = tagger_for(taxonomy)
     tags = tuple(tagger.tag(e.text, lang=e.language or language) for e in parsed.entries)
@@ -203,6 +204,10 @@ def make_process_pool(workers: int | None = None, taxonomy: str = "") -> Executo
     the writer thread exists.
     """
     n = workers if workers is not None else min(2, os.cpu_count() or 1)
+    # The parser (feedparser, ftfy, nh3) is imported only here, when there is something to parse:
+    # a cycle of 304s never pays for it.
+    import tracker.parse  # noqa: F401
+
     if n <= 0:
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix="tracker-parse")
     tagger_for(taxonomy)
