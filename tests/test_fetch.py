@@ -67,6 +67,28 @@ def test_ok_then_conditional_get_gets_304(farm: FeedFarm) -> None:
     assert farm.stats()["not_modified"] == before + 1
 
 
+def test_304_without_content_length_keeps_the_connection() -> None:
+    """Many servers send a 304 with no Content-Length; it has no body, so the connection is reused."""
+    connections = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while await reader.readuntil(b"\r\n\r\n"):
+            writer.write(b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\n\r\n')
+            await writer.drain()
+
+    async def go() -> list[FetchResult]:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/feed.xml"
+        async with server, Fetcher(FAST) as f:
+            return [await f.fetch(FeedRequest(1, url, etag='"v1"')) for _ in range(3)]
+
+    results = asyncio.run(go())
+    assert [r.outcome for r in results] == ["not_modified"] * 3
+    assert connections == 1
+
+
 def test_last_modified_alone_gives_304(farm: FeedFarm) -> None:
     url = farm.url(2) + "?v=lm"
     first = fetch(url)

@@ -389,10 +389,11 @@ class Fetcher:
         """Read a small body we don't need (redirect, 304, error page) so the connection is reused.
 
         A streamed response closed before its end closes the connection; one read to the end goes
-        back to the pool.  Bodies without a small Content-Length are not worth waiting for.
+        back to the pool.  Bodies without a small Content-Length are not worth waiting for; a 304 or
+        204 has no body whatever its headers say (servers often send no Content-Length with a 304).
         """
         length = response.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) <= 65536:
+        if response.status_code in (204, 304) or (length is not None and length.isdigit() and int(length) <= 65536):
             await response.aread()
 
     async def _final(
