@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -155,3 +156,32 @@ def test_feeds_yaml_taxonomy_overrides_reach_the_parse_workers(
         assert mediators.split() == ["un"] and "Zorbanian envoy" in evidence
     else:
         assert mediators == "" and "Zorbanian" not in evidence
+
+
+def test_a_slow_writer_holds_back_fetching(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Documents do not pile up in memory in front of a slow stage: at most concurrency + extra
+    feeds are between "fetch started" and "stored"."""
+    import tracker.update
+
+    monkeypatch.setattr(tracker.update, "PIPELINE_EXTRA", 3)
+    settings = FetchSettings(concurrency=4, per_host_concurrency=4, read_timeout=2, total_timeout=5)
+    with FeedFarm(feeds=40, items=2) as farm:
+        engine = make_db(tmp_path, farm.urls())
+        ahead: list[int] = []
+        stored = 0
+        with Poller(engine, fetch=settings, schedule=SCHEDULE, processes=0) as p:
+            store_batch = p._store_batch
+
+            def slow_store(batch: list[object]) -> object:
+                nonlocal stored
+                ahead.append(farm.stats()["requests"] - stored)
+                time.sleep(0.02)
+                out = store_batch(batch)  # type: ignore[arg-type]
+                stored += len(batch)
+                return out
+
+            monkeypatch.setattr(p, "_store_batch", slow_store)
+            summary = asyncio.run(p.poll(include_not_due=True))
+        assert summary.ok == 40 and summary.new == 80
+        assert max(ahead) <= 4 + 3, ahead
+        assert len(ahead) >= 5  # the writer really was the bottleneck: many small batches

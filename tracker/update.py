@@ -72,6 +72,10 @@ class CycleSummary:
 
 
 WRITE_BATCH = 64  # feeds per transaction at most
+# Feeds between "fetch started" and "stored" at once: the fetch concurrency plus a few write batches.
+# Without a bound, fast fetches pile documents and parsed results up in memory in front of a slower
+# stage (the writer), and a cycle of 10,000 feeds would hold most of its documents at the same time.
+PIPELINE_EXTRA = 2 * WRITE_BATCH
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,21 +309,23 @@ class Poller:
 
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         writer = asyncio.create_task(self._write_loop())
+        pipeline = asyncio.Semaphore(self.fetch_settings.concurrency + PIPELINE_EXTRA)
         async with Fetcher(self.fetch_settings) as fetcher:
 
             async def one(feed: ClaimedFeed) -> None:
                 nonlocal done
-                if stop is not None and stop.is_set():
-                    return
-                try:
-                    result = await fetcher.fetch(feed.request)
-                    await self._handle(feed, result, summary)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # a bug in one feed's path must not stop the cycle
-                    log.exception("feed %s: unexpected error", feed.name)
-                    summary.failed += 1
-                    summary.errors[feed.name] = f"internal error: {exc!r}"
+                async with pipeline:
+                    if stop is not None and stop.is_set():
+                        return
+                    try:
+                        result = await fetcher.fetch(feed.request)
+                        await self._handle(feed, result, summary)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:  # a bug in one feed's path must not stop the cycle
+                        log.exception("feed %s: unexpected error", feed.name)
+                        summary.failed += 1
+                        summary.errors[feed.name] = f"internal error: {exc!r}"
                 done += 1
                 if progress:
                     progress(done, len(claimed))
