@@ -120,3 +120,43 @@ def test_every_command_is_mapped_to_the_module_that_defines_it() -> None:
     assert registered == set(cli.COMMANDS)
     assert cli._command_of(["--config", "x.yaml", "--db", "sqlite://", "poll", "--once"]) == "poll"
     assert cli._command_of(["--help"]) is None
+
+
+def test_poll_start_up_imports_only_what_it_uses() -> None:
+    """`tracker poll --once` is a cron job: its start-up must not pay for what it never runs."""
+    code = (
+        "import sys\n"
+        "from tracker import cli\n"
+        "cli._register(['check'])\n"
+        "import tracker.app\n"
+        "print(sorted(m for m in ('httpx', 'rich') if m in sys.modules))\n"
+        "import tracker.update\n"
+        "unused = ('rich', 'click', 'pygments', 'pydantic_settings', 'httpx._main', 'tracker.mailer', 'jinja2',\n"
+        "          'feedparser', 'ftfy', 'tracker.parse')  # a cycle of 304s parses nothing\n"
+        "print(sorted(m for m in unused if m in sys.modules))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    config_only, poll = r.stdout.splitlines()
+    assert config_only == "[]"  # `tracker check` and `tracker feeds` need no HTTP client and no table yet
+    assert poll == "[]"
+
+
+def test_startup_pauses_the_collector_and_freezes_what_it_built() -> None:
+    import gc
+
+    from tracker.cli.app import startup
+
+    assert gc.isenabled()
+    try:
+        with startup():
+            assert not gc.isenabled()
+            with startup():
+                pass
+            assert not gc.isenabled()  # the outer one decides
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+        with pytest.raises(RuntimeError), startup():
+            raise RuntimeError
+        assert gc.isenabled()
+    finally:
+        gc.unfreeze()

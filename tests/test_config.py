@@ -6,10 +6,22 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
-from tracker.config import Config, ConfigError, DigestConfig, FeedConfig, GlobalSettings, Settings, load_config
+from tracker.config import (
+    Config,
+    ConfigError,
+    DigestConfig,
+    FeedConfig,
+    GlobalSettings,
+    Settings,
+    _LineLoader,
+    load_config,
+    parse_config,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,6 +125,62 @@ def test_environment_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.database_url == "postgresql://u:p@db/tracker"
     assert s.smtp_port == 2525
     assert "hunter2" not in repr(s)  # secrets are SecretStr
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        {"TRACKER_DATABASE_URL": "postgresql://u:p@db/x", "TRACKER_SMTP_PORT": "2525", "TRACKER_SMTP_PASSWORD": "pw"},
+        {"tracker_smtp_ssl": "yes", "TRACKER_SMTP_STARTTLS": "0", "Tracker_Web_Port": " 81 ", "TRACKER_OTHER": "x"},
+        {"TRACKER_SMTP_HOST": "", "TRACKER_ADMIN_TOKEN": "", "TRACKER_CONFIG": "/x/feeds.yaml"},
+        {"TRACKER_SMTP_TIMEOUT": "2.5", "TRACKER_LOG_FORMAT": "json", "TRACKER_LOG_LEVEL": "debug"},
+        {"TRACKER_SMTP_PORT": "abc", "TRACKER_LOG_FORMAT": "xml", "TRACKER_SMTP_SSL": "maybe"},
+    ],
+)
+def test_settings_read_the_environment_as_pydantic_settings_would(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Settings reads TRACKER_* itself (importing pydantic-settings costs every command start-up time)."""
+    from pydantic import ValidationError, create_model
+    from pydantic_settings import BaseSettings, SettingsConfigDict
+
+    class Base(BaseSettings):
+        model_config = SettingsConfigDict(env_prefix="TRACKER_", extra="ignore")
+
+    twin = create_model(  # type: ignore[call-overload]
+        "Settings", __base__=Base, **{n: (f.annotation, f) for n, f in Settings.model_fields.items()}
+    )
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    def outcome(cls: Any, **kwargs: Any) -> Any:
+        try:
+            return repr(cls(**kwargs))
+        except ValidationError as exc:
+            return exc.title, [(e["loc"], e["type"], e["input"]) for e in exc.errors()]
+
+    for kwargs in ({}, {"web_port": 9, "admin_token": "t", "not_a_setting": 1}):
+        assert outcome(Settings, **kwargs) == outcome(twin, **kwargs)
+
+
+def test_yaml_features_load_as_safe_load_does(tmp_path: Path) -> None:
+    text = (
+        "base: &b {language: en, enabled: true}\n"
+        "feeds:\n"
+        "  - <<: *b\n"
+        "    name: !!str 2024\n"
+        "    url: https://a.example/rss\n"
+        "    interval: 90\n"
+        "  - {name: 'B', url: \"https://b.example/rss\", language: null, interval: 1.5e+3}\n"
+        "taxonomy: {}\n"
+    )
+    doc = yaml.load(text, Loader=_LineLoader)
+    assert doc == yaml.safe_load(text)
+    assert doc["feeds"][0]["name"] == "2024" and doc["feeds"][1]["interval"] == 1500.0
+    assert doc["feeds"].lines == [3, 7] and doc["feeds"][0].lines["url"] == 5
+    with pytest.raises(ConfigError, match=r"feeds.yaml:2: invalid YAML: duplicate key 'name'"):
+        parse_config("feeds:\n  - {name: A, name: B}\n")
 
 
 def test_check_command_exits_2_with_the_message(tmp_path: Path) -> None:

@@ -10,16 +10,18 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 
 from tracker.config import Config, Settings, load_config
-from tracker.fetch import FetchSettings
 from tracker.schedule import ScheduleSettings
-from tracker.store import baseline as baseline_store
 from tracker.store import ingest, schema
 from tracker.store.db import make_engine
 from tracker.store.ingest import FeedSpec
+
+if TYPE_CHECKING:  # imported where used: `tracker check` and `tracker feeds` fetch nothing
+    from tracker.fetch import FetchSettings
 
 log = logging.getLogger("tracker")
 
@@ -88,6 +90,8 @@ class InitReport:
 
 def init(app: App) -> InitReport:
     """Create or upgrade the schema, sync feeds from the config, load the baseline (idempotent)."""
+    from tracker.store import baseline as baseline_store  # only init loads the baseline
+
     before, after = schema.upgrade(app.engine)
     added, changed, disabled = ingest.sync_feeds(app.engine, feed_specs(app.config))
     events = baseline_store.load(app.engine, now=datetime.now(UTC))

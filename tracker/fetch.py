@@ -38,11 +38,22 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
 
-import httpx
+# httpx/__init__ imports its command-line client, httpx._main, whenever click, rich and pygments are
+# installed (uvicorn and typer bring them): ~50 ms of start-up for a `tracker poll` that never runs it.  A None
+# entry makes that import fail at once, as it does without them (httpx.main then only explains what
+# is missing); the entry is removed again so that an explicit `import httpx._main` still works.
+_NO_CLI = "httpx" not in sys.modules and "httpx._main" not in sys.modules
+if _NO_CLI:
+    sys.modules["httpx._main"] = None  # type: ignore[assignment]
+try:
+    import httpx
+finally:
+    if _NO_CLI and sys.modules.get("httpx._main", 0) is None:
+        del sys.modules["httpx._main"]
 
-from tracker import __version__
-from tracker.models import FeedRequest, FetchOutcome, FetchResult
-from tracker.transport import AsyncioTransport
+from tracker import __version__  # noqa: E402  (after httpx, see above)
+from tracker.models import FeedRequest, FetchOutcome, FetchResult  # noqa: E402
+from tracker.transport import AsyncioTransport  # noqa: E402  (imports httpx too)
 
 try:  # httpcore runs `import sniffio` for every new connection; when it is absent, each failed import
     import sniffio  # noqa: F401  walks sys.path (~0.8 ms CPU per connection).  Cache the miss: a None

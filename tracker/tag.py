@@ -44,7 +44,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tracker.models import Evidence, Tags
-from tracker.parse import repair
 
 Kind = Literal["mediator", "obstacle"]
 
@@ -672,7 +671,16 @@ WAR_ONLY = Tags(relevant=False, score=0.1)
 
 def clean(text: str) -> str:
     """What the tagger reads: mojibake repaired (a no-op for clean text)."""
-    return repair(text)
+    return _repair()(text)
+
+
+@functools.cache
+def _repair() -> Callable[[str], str]:
+    """``tracker.parse.repair``, imported on first use: the parser's libraries (feedparser, ftfy)
+    stay out of processes that only need the taxonomy, such as a poll where every feed answers 304."""
+    from tracker.parse import repair
+
+    return repair
 
 
 @functools.cache

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 
-from tracker.cli.app import app
+_collecting = gc.isenabled()
+gc.disable()  # typer's import too is start-up (see tracker.cli.app.startup); main() freezes it all
+try:
+    from tracker.cli.app import app, startup
+finally:
+    if _collecting:
+        gc.enable()
 
 # Which module defines each command: `tracker poll` imports the ingest commands only, not the web
 # view, the mailer or the daemon (start-up time counts for a cron-driven `poll --once`).
@@ -47,7 +54,8 @@ def _register(argv: list[str] | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    _register(argv)
+    with startup():
+        _register(argv)
     try:
         app(args=argv, standalone_mode=True)
     except KeyboardInterrupt:

@@ -6,6 +6,9 @@ imports them all.  Keeping the object here avoids circular imports between them.
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +25,27 @@ app = typer.Typer(
 EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
+
+
+@contextmanager
+def startup() -> Iterator[None]:
+    """Start-up work (imports, reading feeds.yaml, opening the database) without the cyclic GC.
+
+    What start-up builds (modules, classes, SQLAlchemy and pydantic structures, the config) lives until
+    the process exits, yet the collector would walk it again and again while it grows: about 0.1 s CPU
+    of a ``tracker poll --once`` that is otherwise done in well under a second.  At the end it is frozen
+    (``gc.freeze``: never walked again) and the collector resumes for the work itself.  Nested uses
+    and a collector someone else disabled are left alone.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
 
 
 @dataclass

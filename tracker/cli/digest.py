@@ -10,11 +10,8 @@ import typer
 from rich.console import Console
 
 from tracker import app as tracker_app
-from tracker import mailer
 from tracker.cli.app import EXIT_RUNTIME, EXIT_USAGE, app
 from tracker.cli.ingest import open_app
-from tracker.digest import slug
-from tracker.store import outbox
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -45,6 +42,8 @@ def digest(
     if preview == send:
         err.print("give exactly one of --preview or --send")
         raise typer.Exit(EXIT_USAGE)
+    from tracker import mailer  # here, not at the top: `tracker --help` needs no jinja2 or SMTP
+
     a = open_app(ctx)
     specs = mailer.digest_specs(a.config)
     if name is not None and name not in {s.name for s in specs}:
@@ -62,6 +61,9 @@ def digest(
 
 
 def _preview(a: tracker_app.App, now: datetime, name: str | None, recipient: str | None, html: Path | None) -> None:
+    from tracker import mailer
+    from tracker.digest import slug
+
     previews = mailer.preview(a, now, digest=name, recipient=recipient)
     for i, p in enumerate(previews):
         d = p.composed.digest
@@ -84,6 +86,9 @@ def _preview(a: tracker_app.App, now: datetime, name: str | None, recipient: str
 
 
 def _send(a: tracker_app.App, now: datetime, name: str | None) -> None:
+    from tracker import mailer
+    from tracker.store import outbox
+
     tracker_app.ensure_ready(a)
     queued = mailer.enqueue_due(a, now, only=name)
     smtp = mailer.SmtpSettings.from_settings(a.settings)

@@ -4,36 +4,51 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import functools
 import json
 import sys
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from tracker import app as tracker_app
-from tracker.cli.app import EXIT_RUNTIME, EXIT_USAGE, app, globals_of
+from tracker.cli.app import EXIT_RUNTIME, EXIT_USAGE, app, globals_of, startup
 from tracker.config import ConfigError
 
-out = Console()
-err = Console(stderr=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+# rich is imported when something is printed through it: a `tracker poll` whose feeds all answer
+# prints one plain line and never needs it (start-up time counts for a cron-driven `poll --once`).
+@functools.cache
+def out() -> Console:
+    from rich.console import Console
+
+    return Console()
+
+
+@functools.cache
+def err() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 def open_app(ctx: typer.Context) -> tracker_app.App:
     """Build the App from the global options; a bad config exits 2 with the file/line/field message."""
     g = globals_of(ctx)
     try:
-        return tracker_app.build(config_path=g.config_path, database_url=g.database_url)
+        with startup():
+            return tracker_app.build(config_path=g.config_path, database_url=g.database_url)
     except ConfigError as exc:
-        err.print(f"[red]config error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
+        err().print(f"[red]config error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from exc
     except FileNotFoundError as exc:
-        err.print(f"config error: {exc}", highlight=False, soft_wrap=True)
+        err().print(f"config error: {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from exc
 
 
@@ -48,7 +63,7 @@ def init(ctx: typer.Context) -> None:
     a = open_app(ctx)
     rep = tracker_app.init(a)
     verb = "created" if rep.revision_before is None else "at"
-    out.print(
+    out().print(
         f"database {verb} revision {rep.revision_after} ({a.engine.url.render_as_string(hide_password=True)}); "
         f"feeds: {rep.feeds_added} added, {rep.feeds_changed} changed, {rep.feeds_disabled} disabled; "
         f"baseline: {rep.baseline_events} events",
@@ -65,7 +80,7 @@ def check(
     """Validate feeds.yaml (exit 2 naming file, line and field on error); --fetch tries every feed."""
     a = open_app(ctx)
     feeds = [f for f in a.config.feeds if f.enabled]
-    out.print(f"{a.config_path}: ok — {len(a.config.feeds)} feeds ({len(feeds)} enabled)", highlight=False)
+    out().print(f"{a.config_path}: ok — {len(a.config.feeds)} feeds ({len(feeds)} enabled)", highlight=False)
     if not fetch:
         return
     from tracker.fetch import Fetcher
@@ -89,10 +104,12 @@ def check(
         return rows
 
     rows = asyncio.run(run())
+    from rich.table import Table
+
     table = Table("feed", "result", "detail")
     for name, result, detail in rows:
         table.add_row(name, result, detail)
-    out.print(table)
+    out().print(table)
     if any(r[1] not in ("ok", "not_modified") for r in rows):
         raise typer.Exit(EXIT_RUNTIME)
 
@@ -117,6 +134,8 @@ def feeds(
     if fmt is OutputFormat.json:
         sys.stdout.write(json.dumps(rows, default=str, ensure_ascii=False, indent=2) + "\n")
         return
+    from rich.table import Table
+
     table = Table("name", "url", "status", "last success", "items", "errors", "next due")
     for r in rows:
         status = r["last_outcome"] or "never polled"
@@ -133,7 +152,7 @@ def feeds(
             str(r["consecutive_failures"]),
             _ts(r["next_due_at"]),
         )
-    out.print(table)
+    out().print(table)
 
 
 def _ts(value: Any) -> str:
@@ -151,9 +170,9 @@ def feeds_import(ctx: typer.Context, file: Path = typer.Argument(..., exists=Tru
         found = feeds_from_opml(file.read_bytes())
         added = append_feeds(path, found)
     except (ConfigError, ValueError) as exc:
-        err.print(f"import error: {exc}", highlight=False, soft_wrap=True)
+        err().print(f"import error: {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from exc
-    out.print(f"{len(added)} of {len(found)} feeds added to {path}", highlight=False)
+    out().print(f"{len(added)} of {len(found)} feeds added to {path}", highlight=False)
 
 
 @feeds_app.command("export")
@@ -174,12 +193,13 @@ def poll(
 ) -> None:
     """Poll the due feeds once, store new items, and print a one-line summary."""
     if not once:
-        err.print("poll needs --once (use `tracker run` for the service)")
+        err().print("poll needs --once (use `tracker run` for the service)")
         raise typer.Exit(EXIT_USAGE)
-    from tracker.update import Poller
+    with startup():
+        from tracker.update import Poller
 
-    a = open_app(ctx)
-    tracker_app.ensure_ready(a)
+        a = open_app(ctx)
+        tracker_app.ensure_ready(a)
     with Poller(
         a.engine,
         fetch=a.fetch_settings,
@@ -188,6 +208,8 @@ def poll(
         taxonomy=a.config.taxonomy,
     ) as p:
         if sys.stdout.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
             with Progress(
                 TextColumn("polling"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
             ) as bar:
@@ -200,7 +222,7 @@ def poll(
         else:
             summary = asyncio.run(p.poll(include_not_due=all_feeds))
     for name, error in sorted(summary.errors.items()):
-        err.print(f"failed: {name}: {error}", highlight=False, soft_wrap=True)
+        err().print(f"failed: {name}: {error}", highlight=False, soft_wrap=True)
     print(summary.line())
 
 
@@ -274,11 +296,11 @@ def retag(
         nonlocal total
         total = count
         if sys.stderr.isatty():
-            err.print(f"\rretagged {done}/{count}", end="")
+            err().print(f"\rretagged {done}/{count}", end="")
 
     report = retag_all(a.engine, taxonomy_overrides=a.config.taxonomy, batch=batch, progress=progress)
     if sys.stderr.isatty():
-        err.print()
+        err().print()
     print(report.line())
     for tag, (gained, lost) in sorted(report.per_tag.items()):
         print(f"  {tag}: +{gained} -{lost}")
