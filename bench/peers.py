@@ -20,6 +20,7 @@ every process is killed after ``--timeout`` seconds, so a run always ends by its
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
 import json
 import os
@@ -576,6 +577,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write-docs", action="store_true", help='rewrite the "## Peers" section of docs/benchmarks.md')
     ap.add_argument("--json", type=Path, default=None, help="also write the raw cycles here")
     args = ap.parse_args(argv)
+    # An installed tracker has its bytecode compiled; an editable checkout may not (PYTHONDONTWRITEBYTECODE).
+    compileall.compile_dir(ROOT / "tracker", quiet=1)
     sizes = [int(x) for x in args.feeds.split(",") if x.strip()]
     names = [x.strip() for x in args.peers.split(",") if x.strip()]
     unknown = [x for x in names if x not in PEERS]

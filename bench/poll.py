@@ -9,6 +9,7 @@ requests and 304s per cycle.  The farm runs in its own process so its CPU is not
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import platform
 import random
@@ -111,6 +112,8 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=50)
     ap.add_argument("--changed", type=float, default=0.1, help="fraction of feeds changed before cycle 3")
     args = ap.parse_args()
+    # An installed tracker has its bytecode compiled; an editable checkout may not (PYTHONDONTWRITEBYTECODE).
+    compileall.compile_dir(ROOT / "tracker", quiet=1)
 
     with (
         tempfile.TemporaryDirectory(prefix="tracker-bench-") as tmp,
