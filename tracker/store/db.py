@@ -17,6 +17,10 @@ from sqlalchemy.engine import URL, Engine, make_url
 DEFAULT_DATABASE_URL = "sqlite:///data/tracker.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_CACHE_KIB = 16 * 1024
+# Prepared statements kept per connection (Python's default is 128): the write path alone uses up to
+# ninety statement texts (tracker.store.ingest), and recompiling a long VALUES list costs about as
+# much as running it; the web's queries share the cache.
+SQLITE_CACHED_STATEMENTS = 256
 
 
 def normalise_url(url: str | None) -> URL:
@@ -30,12 +34,17 @@ def normalise_url(url: str | None) -> URL:
 def make_engine(url: str | None = None, *, create_dirs: bool = True, **kwargs: Any) -> Engine:
     u = normalise_url(url)
     if u.get_backend_name() == "sqlite":
+        _fast_sqlite_adapters()
         db = u.database
         if create_dirs and db and db != ":memory:" and not db.startswith("file:"):
             Path(db).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             u,
-            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+            connect_args={
+                "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+                "check_same_thread": False,
+                "cached_statements": SQLITE_CACHED_STATEMENTS,
+            },
             **kwargs,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -43,6 +52,21 @@ def make_engine(url: str | None = None, *, create_dirs: bool = True, **kwargs: A
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(u, **kwargs)
+
+
+def _fast_sqlite_adapters() -> None:
+    """Bind None and bool as sqlite3 always does (NULL, 1/0), minus its slow path.
+
+    sqlite3 binds only exact int, float, str and bytes directly; anything else, None and bool
+    included, first goes through the adapter protocol, whose failed ``__adapt__`` lookup formats and
+    discards an AttributeError: ~0.6 µs per parameter, 1-2 µs per stored item (its NULL columns and
+    a flag).  A registered adapter is found by a dict lookup instead.  Process-wide, stores the same.
+    """
+    sqlite3.register_adapter(type(None), _NULLS.get)  # a C method returning None
+    sqlite3.register_adapter(bool, int)
+
+
+_NULLS: dict[None, None] = {}
 
 
 def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:

@@ -3,24 +3,28 @@
 Crash safety rests on two rules: a feed's new validators (ETag / Last-Modified), its items and its
 outcome are committed in one transaction, so a crash before the commit leaves the feed to be fetched
 again in full; and (feed_id, dedup_key) is unique, so fetching again can never duplicate an item.
-Items are looked up and inserted in batches (one query per kind per feed), not one by one.
+Items are looked up and written in batches (one statement per kind per batch of feeds), through
+the DBAPI cursor with statements written out once: this path is the poller's serial bottleneck.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
-from collections.abc import Iterable, Sequence
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from tracker.models import Entry, FeedRequest, Tags
 from tracker.store.tables import Feed, FetchLog, Item, ItemSource, ItemTag
+from tracker.store.types import pg_utc, sqlite_utc_text
 
 FEED = Feed.__table__  # type: ignore[attr-defined]
 ITEM = Item.__table__  # type: ignore[attr-defined]
@@ -199,7 +203,13 @@ def release_leases(engine: Engine, worker: str) -> None:
         conn.execute(update(FEED).where(FEED.c.lease_owner == worker).values(lease_owner=None, lease_until=None))
 
 
-# --- one feed's result ----------------------------------------------------------------------
+# --- one batch of fetch results: the hot write path ------------------------------------------
+#
+# Everything below runs for every entry of every polled feed, on the poller's single writer thread,
+# so it talks to the DBAPI cursor directly with statements written out once, instead of building
+# SQLAlchemy Core statements per call: compiling, cache keys and per-value bind processors were most
+# of the CPU per stored item.  Values are converted exactly as the column types would convert them
+# (``tracker.store.types``), so the rows are the ones Core wrote, byte for byte (ids included).
 
 
 def apply_feed_result(
@@ -223,46 +233,525 @@ def apply_feed_results(
     """Store several fetches in one transaction (group commit): all of them or none.
 
     A crash can only lose whole feeds' results, never half of one; the cost of a commit (WAL
-    append, full-text index flush) is paid once per batch instead of once per feed.
+    append, full-text index flush) is paid once per batch instead of once per feed.  Entries of all
+    the batch's feeds are looked up and written together (one statement per kind per batch).
     """
-    out = []
-    with _write(engine) as conn, conn.begin():
-        for upd, entries, tags in batch:
-            out.append(write_entries(conn, upd.feed_id, entries, tags, now=now) if entries else WriteCounts())
-        _update_feeds(conn, [(upd, c) for (upd, _, _), c in zip(batch, out, strict=True)])
-        conn.execute(
-            insert(FETCH_LOG),
+    out = [WriteCounts()] * len(batch)
+    with _write(engine) as conn, conn.begin(), _Cursor(conn) as db:
+        for indices in _rounds(batch):
+            feeds = [(batch[i][0].feed_id, batch[i][1], batch[i][2]) for i in indices]
+            for i, counts in zip(indices, _write_round(db, feeds, now), strict=True):
+                out[i] = counts
+        _update_feeds(db, [(upd, c) for (upd, _, _), c in zip(batch, out, strict=True)])
+        at = db.dt
+        db.write(
+            INSERT_FETCH_LOG,
             [
-                {
-                    "feed_id": upd.feed_id,
-                    "at": upd.fetched_at,
-                    "outcome": upd.outcome,
-                    "status": upd.status,
-                    "error": upd.error,
-                    "elapsed": upd.elapsed,
-                    "new_items": c.new + c.linked,
-                    "updated_items": c.updated,
-                }
+                (
+                    upd.feed_id,
+                    at(upd.fetched_at),
+                    upd.outcome,
+                    upd.status,
+                    upd.error,
+                    upd.elapsed,
+                    c.new + c.linked,
+                    c.updated,
+                )
                 for (upd, _, _), c in zip(batch, out, strict=True)
             ],
         )
     return out
 
 
-def _update_feeds(conn: Connection, rows: Sequence[tuple[FeedUpdate, WriteCounts]]) -> None:
+def _rounds(batch: Sequence[tuple[FeedUpdate, Sequence[Entry], Sequence[Tags]]]) -> list[list[int]]:
+    """Indices of the feeds with entries, cut wherever a feed comes back: a feed stored twice in one
+    batch must see its first result as known, as if stored one after the other."""
+    rounds: list[list[int]] = [[]]
+    seen: set[int] = set()
+    for i, (upd, entries, _) in enumerate(batch):
+        if not entries:
+            continue
+        if upd.feed_id in seen:
+            rounds.append([])
+            seen = set()
+        seen.add(upd.feed_id)
+        rounds[-1].append(i)
+    return [r for r in rounds if r]
+
+
+def write_entries(
+    conn: Connection, feed_id: int, entries: Sequence[Entry], tags: Sequence[Tags], *, now: datetime
+) -> WriteCounts:
+    """Insert new items, link known articles to this feed, update changed ones in place."""
+    with _Cursor(conn) as db:
+        return _write_round(db, [(feed_id, entries, tags)], now)[0]
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """A statement over many rows: ``head <rows> tail``, the rows given as a relation whose columns
+    are called column1, column2, ... (a VALUES list or a staging table, see ``_Cursor``).
+
+    ``types`` are the columns' PostgreSQL types (of its staging table); ``staged`` marks the writes
+    that fire the full-text triggers on SQLite.
+    """
+
+    head: str
+    tail: str
+    types: tuple[str, ...]
+    staged: bool = False
+
+
+_TEXT, _INT, _TIME, _BOOL, _FLOAT = "text", "integer", "timestamptz", "boolean", "double precision"
+ITEM_COLUMNS = (
+    "id, link, title, summary, content_html, text, author, language, published_at, updated_at, date_fallback,"
+    " ingested_at, content_hash, relevant, score, mediators, obstacles, evidence, source_count, feed_id"
+)
+INSERT_ITEM = _Rows(
+    f"INSERT INTO item ({ITEM_COLUMNS})",
+    " ON CONFLICT (link) DO NOTHING RETURNING id",
+    (_INT, *[_TEXT] * 7, _TIME, _TIME, _TEXT, _TIME, _TEXT, _BOOL, _FLOAT, _TEXT, _TEXT, _TEXT, _INT, _INT),
+    staged=True,
+)
+UPDATE_ITEMS = _Rows(
+    "UPDATE item SET title = v.column2, summary = v.column3, content_html = v.column4, text = v.column5,"
+    " author = v.column6, language = v.column7, content_hash = v.column8, relevant = v.column9, score = v.column10,"
+    " mediators = v.column11, obstacles = v.column12, evidence = v.column13, updated_at = v.column14 FROM (",
+    ") AS v WHERE item.id = v.column1",
+    (_INT, *[_TEXT] * 7, _BOOL, _FLOAT, _TEXT, _TEXT, _TEXT, _TIME),
+    staged=True,
+)
+INSERT_SOURCE = _Rows(
+    "INSERT INTO item_source (item_id, feed_id, dedup_key, content_hash, seen_at)",
+    " ON CONFLICT (feed_id, dedup_key) DO NOTHING",
+    (_INT, _INT, _TEXT, _TEXT, _TIME),
+)
+INSERT_TAG = _Rows("INSERT INTO item_tag (item_id, tag, kind, published_at)", "", (_INT, _TEXT, _TEXT, _TIME))
+UPDATE_SOURCE_HASHES = _Rows(
+    "UPDATE item_source SET content_hash = v.column1 FROM (",
+    ") AS v WHERE item_source.feed_id = v.column2 AND item_source.dedup_key = v.column3",
+    (_TEXT, _INT, _TEXT),
+)
+BUMP_SOURCE_COUNTS = _Rows(
+    "UPDATE item SET source_count = source_count + v.column2 FROM (", ") AS v WHERE item.id = v.column1", (_INT, _INT)
+)
+INSERT_FETCH_LOG = _Rows(
+    "INSERT INTO fetch_log (feed_id, at, outcome, status, error, elapsed, new_items, updated_items)",
+    "",
+    (_INT, _TIME, _TEXT, _INT, _TEXT, _FLOAT, _INT, _INT),
+)
+KNOWN_SOURCES = _Rows(
+    # A join with the keys as a relation uses the unique (feed_id, dedup_key) index on both databases,
+    # where SQLite would scan the table for a row-value IN list.
+    "SELECT s.feed_id, s.dedup_key, s.item_id, s.content_hash FROM (",
+    ") AS v JOIN item_source AS s ON s.feed_id = v.column1 AND s.dedup_key = v.column2",
+    (_INT, _TEXT),
+)
+LINKS = "SELECT link, id FROM item WHERE link"
+MAX_PARAMS = 30_000  # per statement: SQLite's default limit is 32766 (since 3.32)
+MAX_ROWS = 128  # per VALUES list on SQLite, a power of two
+
+Pair = tuple[Entry, Tags]
+
+
+class _Cursor:
+    """One transaction's DBAPI cursor, and what differs between SQLite and PostgreSQL: how many
+    rows reach the database in one statement.
+
+    The writes that fire the FTS5 triggers on SQLite, and every multi-row statement on PostgreSQL,
+    take their rows from a temp table ("staged"): filled by ``executemany`` on SQLite (in process)
+    and by a binary COPY on PostgreSQL (the fastest way in, and psycopg formats it in C), then read
+    by one set-based statement with a fixed text.  On SQLite, every statement writing to the FTS5
+    table first flushes the index's pending terms (its statement savepoint), hence one statement.
+
+    The other SQLite statements take VALUES and IN lists of power-of-two lengths only (writes cut
+    into such pieces, lookups padded up to one), so that a handful of statement texts serve any
+    number of rows, each compiled once and then reused from the driver's statement cache (compiling
+    a long VALUES list costs SQLite about as much as running it).
+
+    Fixed statements are written with ``?`` (sqlite3's qmark style) and rewritten to ``%s`` for
+    psycopg.  Driver errors come out as SQLAlchemy's ``DBAPIError`` subclasses, as they would from
+    ``Connection.execute``.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        name = conn.dialect.name
+        if name not in ("sqlite", "postgresql"):
+            raise NotImplementedError(f"the write path speaks SQLite and PostgreSQL, not {name}")
+        self.dialect = conn.dialect
+        self.pg = name == "postgresql"
+        self.dt: Callable[[datetime | None], object] = pg_utc if self.pg else sqlite_utc_text
+        raw: Any = conn.connection.dbapi_connection
+        max_params = MAX_PARAMS
+        if not self.pg and hasattr(raw, "getlimit"):  # an old SQLite may allow only 999
+            max_params = min(MAX_PARAMS, raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+        self.max_params = max_params
+        self.cur: Any = raw.cursor()
+        self.statement = ""
+        self.pg_stages_ready = False
+
+    def __enter__(self) -> _Cursor:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        self.cur.close()
+        error = self.dialect.loaded_dbapi.Error
+        if isinstance(exc, error):
+            raise DBAPIError.instance(self.statement[:2000], None, exc, error, dialect=self.dialect) from exc
+
+    def _run(self, statement: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        self.statement = statement
+        cur = self.cur
+        cur.execute(statement, params)
+        return cur.fetchall() if cur.description is not None else []
+
+    def rows(self, statement: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        return self._run(_pg_sql(statement) if self.pg else statement, params)
+
+    def many(self, statement: str, rows: Sequence[Sequence[object]]) -> None:
+        """``executemany`` (pipelined by psycopg) of a fixed statement that fires no trigger."""
+        if rows:
+            self.statement = statement = _pg_sql(statement) if self.pg else statement
+            self.cur.executemany(statement, rows)
+
+    def write(self, stmt: _Rows, rows: Sequence[Sequence[object]]) -> list[tuple[Any, ...]]:
+        """Run ``stmt`` for all the rows; returns what it returns (RETURNING)."""
+        if not rows:
+            return []
+        if self.pg or stmt.staged:
+            stage = self._stage(stmt.types, rows)
+            out = self._run(f"{stmt.head} SELECT * FROM {stage} WHERE true{stmt.tail}")  # see _TYPE_CODES
+            self._run(f"DELETE FROM {stage}")  # emptied, not dropped: it lives as long as the connection
+            return out
+        width = len(stmt.types)
+        cap = min(MAX_ROWS, _floor_pow2(self.max_params // width))
+        out = []
+        start, total = 0, len(rows)
+        while start < total:
+            size = cap if total - start >= cap else _floor_pow2(total - start)
+            statement = _values_sql(stmt.head, stmt.tail, width, size)
+            out += self._run(statement, list(itertools.chain.from_iterable(rows[start : start + size])))
+            start += size
+        return out
+
+    def lookup(self, stmt: _Rows, rows: Sequence[Sequence[object]]) -> list[tuple[Any, ...]]:
+        """What ``stmt`` (a SELECT) returns for all the rows; on SQLite a VALUES list is padded by
+        repeating its last row, which can only repeat a result row."""
+        if not rows:
+            return []
+        if self.pg:
+            return self.write(stmt, rows)
+        width = len(stmt.types)
+        out: list[tuple[Any, ...]] = []
+        for start in range(0, len(rows), MAX_ROWS):
+            part = list(rows[start : start + MAX_ROWS])
+            size = _ceil_pow2(len(part))
+            part += part[-1:] * (size - len(part))
+            statement = _values_sql(stmt.head, stmt.tail, width, size)
+            out += self._run(statement, list(itertools.chain.from_iterable(part)))
+        return out
+
+    def in_list(self, head: str, values: Sequence[object], pg_type: str) -> list[tuple[Any, ...]]:
+        """``head IN (?, ...)`` for all the values, padded like a ``lookup``; staged on PostgreSQL."""
+        out: list[tuple[Any, ...]] = []
+        if not values:
+            return out
+        if self.pg:
+            stage = self._stage((pg_type,), [(v,) for v in values])
+            out = self._run(f"{head} IN (SELECT column1 FROM {stage})")
+            self._run(f"DELETE FROM {stage}")
+            return out
+        for start in range(0, len(values), MAX_ROWS):
+            part = list(values[start : start + MAX_ROWS])
+            size = _ceil_pow2(len(part))
+            out += self._run(_in_sql(head, size), part + part[-1:] * (size - len(part)))
+        return out
+
+    def _stage(self, types: tuple[str, ...], rows: Sequence[Sequence[object]]) -> str:
+        """Put the rows into this connection's (empty) temp table for rows of these types."""
+        stage = _stage_name(types)
+        if self.pg:
+            if not self.pg_stages_ready:  # once per transaction: creating a temp table is transactional
+                self.statement = _PG_CREATE_STAGES
+                self.cur.execute(_PG_CREATE_STAGES)  # no parameters: several statements in one go
+                self.pg_stages_ready = True
+            self.statement = f"COPY {stage} FROM STDIN"
+            with self.cur.copy(f"COPY {stage} FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types([_PG_BINARY[t] for t in types])
+                write_row = copy.write_row
+                for row in rows:
+                    write_row(row)
+            return stage
+        self._run(f"CREATE TEMP TABLE IF NOT EXISTS {stage} ({', '.join(_columns(len(types)))})")
+        self.statement = fill = _sqlite_fill_sql(stage, len(types))
+        self.cur.executemany(fill, rows)
+        return stage
+
+    def new_item_ids(self, n: int) -> list[int]:
+        """Ids for ``n`` new items, ascending: chosen before the insert, so that each inserted row's
+        id is known without matching RETURNING rows (whose order neither database promises) to rows.
+
+        SQLite: the ids it would pick itself (max + 1, ...); the transaction holds the write lock, so
+        nobody else can take them.  PostgreSQL: drawn from the column's sequence, as a default would.
+        """
+        if not n:
+            return []
+        if self.pg:
+            got = self.rows("SELECT nextval(pg_get_serial_sequence('item', 'id')) FROM generate_series(1, ?)", (n,))
+            return sorted(r[0] for r in got)
+        top = self.rows("SELECT max(id) FROM item")[0][0] or 0
+        return list(range(top + 1, top + 1 + n))
+
+
+def _floor_pow2(n: int) -> int:
+    return 1 << (n.bit_length() - 1)
+
+
+def _ceil_pow2(n: int) -> int:
+    return 1 << (n - 1).bit_length()
+
+
+def _columns(width: int) -> list[str]:
+    return [f"column{i}" for i in range(1, width + 1)]  # what a VALUES list's columns are called
+
+
+@functools.lru_cache(maxsize=64)
+def _pg_sql(statement: str) -> str:
+    return statement.replace("?", "%s")  # psycopg's placeholder; these statements hold no other ? or %
+
+
+# Staging tables, one per row type.  ``WHERE true`` after ``SELECT * FROM <stage>`` keeps SQLite from
+# taking a following ``ON CONFLICT`` for a join constraint.
+_TYPE_CODES = {_TEXT: "t", _INT: "i", _TIME: "z", _BOOL: "b", _FLOAT: "f"}
+_PG_BINARY = {_TEXT: "text", _INT: "int4", _TIME: "timestamptz", _BOOL: "bool", _FLOAT: "float8"}
+
+
+@functools.cache
+def _stage_name(types: tuple[str, ...]) -> str:
+    return "ingest_stage_" + "".join(_TYPE_CODES[t] for t in types)
+
+
+@functools.cache
+def _sqlite_fill_sql(stage: str, width: int) -> str:
+    return f"INSERT INTO temp.{stage} VALUES ({', '.join(['?'] * width)})"
+
+
+def _pg_create_stages(*signatures: tuple[str, ...]) -> str:
+    """DDL for PostgreSQL's staging tables; ON COMMIT DELETE ROWS: emptied by every commit."""
+    tables = [
+        f"CREATE TEMP TABLE IF NOT EXISTS {_stage_name(types)} "
+        f"({', '.join(f'{c} {t}' for c, t in zip(_columns(len(types)), types, strict=True))}) ON COMMIT DELETE ROWS"
+        for types in dict.fromkeys(signatures)
+    ]
+    return "; ".join(["SET LOCAL client_min_messages = warning", *tables])  # no "already exists" notices
+
+
+_PG_CREATE_STAGES = _pg_create_stages(
+    *(s.types for s in (INSERT_ITEM, UPDATE_ITEMS, INSERT_SOURCE, INSERT_TAG, UPDATE_SOURCE_HASHES)),
+    *(s.types for s in (BUMP_SOURCE_COUNTS, INSERT_FETCH_LOG, KNOWN_SOURCES)),
+    (_TEXT,),
+    (_INT,),
+)
+
+
+@functools.lru_cache(maxsize=256)
+def _in_sql(head: str, n: int) -> str:
+    return f"{head} IN ({', '.join(['?'] * n)})"
+
+
+@functools.lru_cache(maxsize=256)
+def _values_sql(head: str, tail: str, width: int, n: int) -> str:
+    row = "(" + ", ".join(["?"] * width) + ")"
+    return f"{head} VALUES {', '.join([row] * n)}{tail}"
+
+
+def _write_round(
+    db: _Cursor, feeds: Sequence[tuple[int, Sequence[Entry], Sequence[Tags]]], now: datetime
+) -> list[WriteCounts]:
+    """Store the entries of feeds that are all different: one lookup and one write per kind.
+
+    The result is what storing the feeds one after the other would give: the first feed to carry a
+    new link creates its item, later ones (and other feeds already in the database) link to it.
+    """
+    dt = db.dt
+    seen_at = dt(now)
+    by_feed: list[dict[str, Pair]] = []
+    keys: list[tuple[int, str]] = []
+    for fid, entries, tags in feeds:
+        pairs: dict[str, Pair] = {}
+        for pair in zip(entries, tags, strict=True):
+            key = pair[0].dedup_key
+            if key not in pairs:  # a feed repeating a guid keeps its first copy
+                pairs[key] = pair
+                keys.append((fid, key))
+        by_feed.append(pairs)
+    known = {(fid, key): (item_id, h) for fid, key, item_id, h in db.lookup(KNOWN_SOURCES, keys)}
+
+    updated = [0] * len(feeds)
+    changes: dict[int, Pair] = {}  # item id -> new content (a later feed's copy wins, as it would in turn)
+    new_hashes: list[tuple[str, int, str]] = []
+    fresh_by_feed: list[list[Pair]] = []
+    for n, pairs in enumerate(by_feed):
+        fid = feeds[n][0]
+        if not known:
+            fresh_by_feed.append(list(pairs.values()))
+            continue
+        fresh: list[Pair] = []
+        for key, pair in pairs.items():
+            hit = known.get((fid, key))
+            if hit is None:
+                fresh.append(pair)
+            elif hit[1] != pair[0].content_hash:
+                changes[hit[0]] = pair
+                new_hashes.append((pair[0].content_hash, fid, key))
+                updated[n] += 1
+        fresh_by_feed.append(fresh)
+    if changes:
+        _update_items(db, changes, new_hashes, now)
+
+    # The same article under another feed (or under another guid) is one item: match by link.
+    links = list(dict.fromkeys([e.link for fresh in fresh_by_feed for e, _ in fresh if e.link]))
+    by_link: dict[str, int] = dict(db.in_list(LINKS, links, _TEXT))
+    plan: list[tuple[int, Entry, Tags]] = []  # (feed index, entry, tags) of the items to create, in order
+    for n, fresh in enumerate(fresh_by_feed):
+        first: dict[str, Pair] = {}
+        unlinked: list[tuple[int, Entry, Tags]] = []
+        for entry, tag in fresh:
+            link = entry.link
+            if not link:
+                unlinked.append((n, entry, tag))
+            elif link not in first:
+                first[link] = (entry, tag)
+        for link, (entry, tag) in first.items():
+            if link not in by_link:
+                by_link[link] = 0  # claimed: later feeds link to this feed's new item
+                plan.append((n, entry, tag))
+        plan += unlinked
+
+    ids = db.new_item_ids(len(plan))
+    published = [dt(e.published) for _, e, _ in plan]
+    rows = [
+        (
+            item_id,
+            e.link,
+            e.title,
+            e.summary,
+            e.content_html,
+            e.text,
+            e.author,
+            e.language,
+            pub,
+            None if e.updated is None else dt(e.updated),
+            e.date_fallback,
+            seen_at,
+            e.content_hash,
+            t.relevant,
+            t.score,
+            " ".join(t.mediators),
+            " ".join(t.obstacles),
+            evidence_json(t),
+            1,
+            feeds[n][0],
+        )
+        for (n, e, t), pub, item_id in zip(plan, published, ids, strict=True)
+    ]
+    done = {r[0] for r in db.write(INSERT_ITEM, rows)}
+    inserted: list[dict[str, int]] = [{} for _ in feeds]  # per feed: dedup_key -> new item id
+    lost: list[str] = []
+    tag_rows_: list[tuple[object, ...]] = []
+    for (n, entry, tag), pub, item_id in zip(plan, published, ids, strict=True):
+        if item_id not in done:  # another worker inserted the same link first: link to its item
+            if entry.link:
+                del by_link[entry.link]
+                lost.append(entry.link)
+            continue
+        inserted[n][entry.dedup_key] = item_id
+        if entry.link:
+            by_link[entry.link] = item_id
+        if tag.relevant:
+            tag_rows_ += [(item_id, k, "mediator", pub) for k in tag.mediators]
+            tag_rows_ += [(item_id, k, "obstacle", pub) for k in tag.obstacles]
+    if lost:
+        by_link.update(db.in_list(LINKS, lost, _TEXT))
+    db.write(INSERT_TAG, tag_rows_)
+
+    sources: list[tuple[object, ...]] = []
+    bumps: dict[int, int] = {}
+    out: list[WriteCounts] = []
+    for n, fresh in enumerate(fresh_by_feed):
+        fid, mine = feeds[n][0], inserted[n]
+        new_ids = set(mine.values())
+        linked: set[int] = set()
+        for entry, _tag in fresh:
+            found = by_link.get(entry.link) if entry.link else mine.get(entry.dedup_key)
+            if not found:
+                continue
+            if found not in new_ids:
+                linked.add(found)
+            sources.append((found, fid, entry.dedup_key, entry.content_hash, seen_at))
+        for item_id in linked:
+            bumps[item_id] = bumps.get(item_id, 0) + 1
+        out.append(WriteCounts(new=len(new_ids), updated=updated[n], linked=len(linked)))
+    db.write(INSERT_SOURCE, sources)
+    db.write(BUMP_SOURCE_COUNTS, sorted(bumps.items()))  # id order: concurrent writers lock rows alike
+    return out
+
+
+def _update_items(db: _Cursor, changes: dict[int, Pair], new_hashes: list[tuple[str, int, str]], now: datetime) -> None:
+    """Rewrite changed items in place, with their sources' hashes and their tags."""
+    dt = db.dt
+    ids = sorted(changes)  # id order: concurrent writers lock rows in the same order
+    # published_at as stored, written back as it is into item_tag
+    published: dict[int, object] = dict(db.in_list("SELECT id, published_at FROM item WHERE id", ids, _INT))
+    rows = []
+    tag_rows_: list[tuple[object, ...]] = []
+    for item_id in ids:
+        e, t = changes[item_id]
+        rows.append(
+            (
+                item_id,
+                e.title,
+                e.summary,
+                e.content_html,
+                e.text,
+                e.author,
+                e.language,
+                e.content_hash,
+                t.relevant,
+                t.score,
+                " ".join(t.mediators),
+                " ".join(t.obstacles),
+                evidence_json(t),
+                dt(e.updated or now),
+            )
+        )
+        if t.relevant:
+            pub = published[item_id]
+            tag_rows_ += [(item_id, k, "mediator", pub) for k in t.mediators]
+            tag_rows_ += [(item_id, k, "obstacle", pub) for k in t.obstacles]
+    db.write(UPDATE_ITEMS, rows)
+    db.write(UPDATE_SOURCE_HASHES, new_hashes)
+    db.in_list("DELETE FROM item_tag WHERE item_id", ids, _INT)
+    db.write(INSERT_TAG, tag_rows_)
+
+
+def _update_feeds(db: _Cursor, rows: Sequence[tuple[FeedUpdate, WriteCounts]]) -> None:
     """The feeds' new state: one executemany per shape of update, so a cycle of 304s costs one
     statement per batch instead of one per feed."""
-    shapes: dict[tuple[str, ...], list[dict[str, object]]] = {}
+    dt = db.dt
+    shapes: dict[tuple[str, ...], list[tuple[object, ...]]] = {}
     for upd, counts in rows:
-        values = _feed_values(upd) | {"b_id": upd.feed_id, "b_added": counts.new + counts.linked}
-        shapes.setdefault(tuple(values), []).append(values)
-    for params in shapes.values():
-        stmt = (
-            update(FEED)
-            .where(FEED.c.id == bindparam("b_id"))
-            .values(item_count=FEED.c.item_count + bindparam("b_added"))
-        )  # the other SET columns come from the parameters' keys
-        conn.execute(stmt, params)
+        values = _feed_values(upd)
+        params = (*(dt(v) if isinstance(v, datetime) else v for v in values.values()), counts.new + counts.linked)
+        shapes.setdefault(tuple(values), []).append((*params, upd.feed_id))
+    for columns, shape_rows in shapes.items():
+        db.many(_feed_update_sql(columns), shape_rows)
+
+
+@functools.cache
+def _feed_update_sql(columns: tuple[str, ...]) -> str:
+    sets = ", ".join(f"{c} = ?" for c in columns)
+    return f"UPDATE feed SET {sets}, item_count = item_count + ? WHERE id = ?"
 
 
 def _feed_values(upd: FeedUpdate) -> dict[str, object]:
@@ -295,155 +784,31 @@ def _feed_values(upd: FeedUpdate) -> dict[str, object]:
     return values
 
 
-def write_entries(
-    conn: Connection, feed_id: int, entries: Sequence[Entry], tags: Sequence[Tags], *, now: datetime
-) -> WriteCounts:
-    """Insert new items, link known articles to this feed, update changed ones in place."""
-    pairs: dict[str, tuple[Entry, Tags]] = {}
-    for entry, tag in zip(entries, tags, strict=True):
-        pairs.setdefault(entry.dedup_key, (entry, tag))  # a feed repeating a guid keeps its first copy
-
-    known: dict[str, tuple[int, str]] = {}
-    for chunk in _chunks(list(pairs)):
-        for r in conn.execute(
-            select(SOURCE.c.dedup_key, SOURCE.c.item_id, SOURCE.c.content_hash).where(
-                SOURCE.c.feed_id == feed_id, SOURCE.c.dedup_key.in_(chunk)
-            )
-        ):
-            known[r.dedup_key] = (r.item_id, r.content_hash)
-
-    updated = 0
-    fresh: list[tuple[Entry, Tags]] = []
-    for key, (entry, tag) in pairs.items():
-        if key in known:
-            item_id, old_hash = known[key]
-            if old_hash != entry.content_hash:
-                _update_item(conn, item_id, feed_id, key, entry, tag, now=now)
-                updated += 1
-        else:
-            fresh.append((entry, tag))
-    if not fresh:
-        return WriteCounts(updated=updated)
-
-    # The same article under another feed (or under another guid) is one item: match by link.
-    links: dict[str, tuple[Entry, Tags]] = {}
-    unlinked: list[tuple[Entry, Tags]] = []
-    for entry, tag in fresh:
-        if entry.link:
-            links.setdefault(entry.link, (entry, tag))
-        else:
-            unlinked.append((entry, tag))
-    by_link = _items_by_link(conn, list(links))
-    to_insert = [p for link, p in links.items() if link not in by_link] + unlinked
-    inserted = _insert_items(conn, feed_id, to_insert, now=now)  # dedup_key -> new item id
-    lost = [e.link for e, _ in to_insert if e.dedup_key not in inserted and e.link]
-    if lost:  # another worker inserted the same link first: link to its item
-        by_link.update(_items_by_link(conn, lost))
-    for entry, _tag in to_insert:
-        if entry.link and entry.dedup_key in inserted:
-            by_link[entry.link] = inserted[entry.dedup_key]
-
-    new_ids = set(inserted.values())
-    sources = []
-    linked_items: set[int] = set()
-    for entry, _tag in fresh:
-        found = by_link.get(entry.link) if entry.link else inserted.get(entry.dedup_key)
-        if found is None:
-            continue
-        item_id = found
-        if item_id not in new_ids:
-            linked_items.add(item_id)
-        sources.append(
-            {
-                "item_id": item_id,
-                "feed_id": feed_id,
-                "dedup_key": entry.dedup_key,
-                "content_hash": entry.content_hash,
-                "seen_at": now,
-            }
-        )
-    _insert_sources(conn, sources)
-    for chunk in _chunks(sorted(linked_items)):
-        conn.execute(update(ITEM).where(ITEM.c.id.in_(chunk)).values(source_count=ITEM.c.source_count + 1))
-    return WriteCounts(new=len(new_ids), updated=updated, linked=len(linked_items))
-
-
-def _items_by_link(conn: Connection, links: list[str]) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for chunk in _chunks(links):
-        for r in conn.execute(select(ITEM.c.link, ITEM.c.id).where(ITEM.c.link.in_(chunk))):
-            found[r.link] = r.id
-    return found
-
-
-def _item_values(entry: Entry, tag: Tags) -> dict[str, object]:
-    return {
-        "title": entry.title,
-        "summary": entry.summary,
-        "content_html": entry.content_html,
-        "text": entry.text,
-        "author": entry.author,
-        "language": entry.language,
-        "content_hash": entry.content_hash,
-        "relevant": tag.relevant,
-        "score": tag.score,
-        "mediators": " ".join(tag.mediators),
-        "obstacles": " ".join(tag.obstacles),
-        "evidence": evidence_json(tag),
-    }
-
-
 def evidence_json(tag: Tags) -> str:
-    return json.dumps(
-        [[e.tag, e.kind, e.phrase, e.start, e.end] for e in tag.evidence if e.kind != "context"],
-        ensure_ascii=False,
-    )
+    """The item's evidence column: [[tag, kind, phrase, start, end], ...] without context terms.
 
-
-def _insert_items(conn: Connection, feed_id: int, pairs: list[tuple[Entry, Tags]], *, now: datetime) -> dict[str, int]:
-    """Insert items in one statement; returns dedup_key -> id, leaving out links another writer took."""
-    if not pairs:
-        return {}
-    rows = [
-        _item_values(entry, tag)
-        | {
-            "link": entry.link,
-            "published_at": entry.published,
-            "updated_at": entry.updated,
-            "date_fallback": entry.date_fallback,
-            "ingested_at": now,
-            "source_count": 1,
-            "feed_id": feed_id,
-        }
-        for entry, tag in pairs
-    ]
-    stmt = _dialect_insert(conn, ITEM)
-    if hasattr(stmt, "on_conflict_do_nothing"):
-        stmt = stmt.on_conflict_do_nothing(index_elements=["link"])
-    result = conn.execute(stmt.returning(ITEM.c.id, ITEM.c.link, ITEM.c.content_hash), rows)
-    got: dict[tuple[str | None, str], list[int]] = {}
-    for r in result:
-        got.setdefault((r.link, r.content_hash), []).append(r.id)
-    ids: dict[str, int] = {}
-    tag_batch: list[dict[str, object]] = []
-    for entry, tag in pairs:
-        bucket = got.get((entry.link, entry.content_hash))
-        if not bucket:
+    Exactly ``json.dumps(..., ensure_ascii=False)``, built by hand (at half its cost: it runs for
+    every stored item): the "[tag, kind, phrase, " prefixes repeat from item to item, and so do the
+    small offsets.
+    """
+    prefixes, ints = _evidence_prefixes, _small_ints
+    parts = []
+    for name, kind, phrase, start, end in tag.evidence:  # Evidence is a named tuple
+        if kind == "context":
             continue
-        item_id = bucket.pop(0)
-        ids[entry.dedup_key] = item_id
-        tag_batch += tag_rows(item_id, tag, entry.published)
-    if tag_batch:
-        conn.execute(insert(TAG), tag_batch)
-    return ids
+        key = (name, kind, phrase)
+        prefix = prefixes.get(key)
+        if prefix is None:
+            if len(prefixes) >= 50_000:
+                prefixes.clear()
+            prefix = prefixes[key] = f"[{_json_str(name)}, {_json_str(kind)}, {_json_str(phrase)}, "
+        parts.append(f"{prefix}{ints[start] if 0 <= start < 2048 else start}, {ints[end] if 0 <= end < 2048 else end}]")
+    return "[" + ", ".join(parts) + "]"
 
 
-def _dialect_insert(conn: Connection, table: Any) -> Any:
-    if conn.dialect.name == "postgresql":
-        return pg_insert(table)
-    if conn.dialect.name == "sqlite":
-        return sqlite_insert(table)
-    return insert(table)
+_json_str: Callable[[str], str] = json.encoder.encode_basestring  # what ensure_ascii=False uses
+_evidence_prefixes: dict[tuple[str, str, str], str] = {}
+_small_ints = [str(i) for i in range(2048)]
 
 
 def tag_rows(item_id: int, tag: Tags, published: datetime) -> list[dict[str, object]]:
@@ -462,29 +827,6 @@ def replace_tags(conn: Connection, item_id: int, tag: Tags, published: datetime)
     rows = tag_rows(item_id, tag, published)
     if rows:
         conn.execute(insert(TAG), rows)
-
-
-def _insert_sources(conn: Connection, rows: list[dict[str, object]]) -> None:
-    if not rows:
-        return
-    stmt = _dialect_insert(conn, SOURCE)
-    if hasattr(stmt, "on_conflict_do_nothing"):
-        stmt = stmt.on_conflict_do_nothing(index_elements=["feed_id", "dedup_key"])
-    conn.execute(stmt, rows)
-
-
-def _update_item(
-    conn: Connection, item_id: int, feed_id: int, key: str, entry: Entry, tag: Tags, *, now: datetime
-) -> None:
-    values = _item_values(entry, tag) | {"updated_at": entry.updated or now}
-    conn.execute(update(ITEM).where(ITEM.c.id == item_id).values(**values))
-    conn.execute(
-        update(SOURCE)
-        .where(SOURCE.c.feed_id == feed_id, SOURCE.c.dedup_key == key)
-        .values(content_hash=entry.content_hash)
-    )
-    published = conn.execute(select(ITEM.c.published_at).where(ITEM.c.id == item_id)).scalar_one()
-    replace_tags(conn, item_id, tag, published)
 
 
 def prune_fetch_log(engine: Engine, *, older_than: datetime) -> int:

@@ -1,4 +1,4 @@
-"""Column types shared by the tables."""
+"""Column types shared by the tables, and the same conversions for the hand-written write path."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from typing import Any
 from sqlalchemy import DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
+
+# SQLAlchemy's SQLite DATETIME storage format: what UTCDateTime columns hold on SQLite.
+SQLITE_DATETIME = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -36,3 +39,33 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+def sqlite_utc_text(value: datetime | None) -> str | None:
+    """``value`` exactly as a UTCDateTime column stores it on SQLite (naive UTC text, microseconds).
+
+    For writers that bypass SQLAlchemy's bind processing (tracker.store.ingest): the text must be
+    byte-identical, or ordering and equality against rows written by Core would break.  Built from
+    lookup tables: ``SQLITE_DATETIME % (...)`` costs half again as much, for every stored item.
+    """
+    if value is None:
+        return None
+    tz = value.tzinfo
+    if tz is not None and tz is not UTC:
+        value = value.astimezone(UTC)
+    year, us, d2 = value.year, value.microsecond, _D2
+    return (
+        f"{_YEARS.get(year) or f'{year:04d}'}-{d2[value.month]}-{d2[value.day]} "
+        f"{d2[value.hour]}:{d2[value.minute]}:{d2[value.second]}.{f'{us:06d}' if us else '000000'}"
+    )
+
+
+_D2 = [f"{i:02d}" for i in range(100)]
+_YEARS = {y: str(y) for y in range(1970, 2200)}
+
+
+def pg_utc(value: datetime | None) -> datetime | None:
+    """``value`` for a ``timestamptz`` parameter: naive means UTC, as in UTCDateTime, never the session zone."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
