@@ -42,7 +42,9 @@ demo: $(STAMP)
 
 ## bench: every benchmark script (prints numbers; see docs/benchmarks.md) — about 45 minutes in all
 bench: $(STAMP)
+	$(BIN)/python bench/parse.py
 	$(BIN)/python bench/tag.py
+	$(BIN)/python bench/store.py
 	$(BIN)/python bench/poll.py --feeds 1000
 	$(BIN)/python bench/daemon.py --feeds 10000 --interval 120
 	$(BIN)/python bench/web.py
