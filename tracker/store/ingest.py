@@ -279,14 +279,6 @@ def _rounds(batch: Sequence[tuple[FeedUpdate, Sequence[Entry], Sequence[Tags]]])
     return [r for r in rounds if r]
 
 
-def write_entries(
-    conn: Connection, feed_id: int, entries: Sequence[Entry], tags: Sequence[Tags], *, now: datetime
-) -> WriteCounts:
-    """Insert new items, link known articles to this feed, update changed ones in place."""
-    with _Cursor(conn) as db:
-        return _write_round(db, [(feed_id, entries, tags)], now)[0]
-
-
 @dataclass(frozen=True)
 class _Rows:
     """A statement over many rows: ``head <rows> tail``, the rows given as a relation whose columns
@@ -820,13 +812,6 @@ def tag_rows(item_id: int, tag: Tags, published: datetime) -> list[dict[str, obj
     ]
     rows += [{"item_id": item_id, "tag": k, "kind": "obstacle", "published_at": published} for k in tag.obstacles]
     return rows
-
-
-def replace_tags(conn: Connection, item_id: int, tag: Tags, published: datetime) -> None:
-    conn.execute(delete(TAG).where(TAG.c.item_id == item_id))
-    rows = tag_rows(item_id, tag, published)
-    if rows:
-        conn.execute(insert(TAG), rows)
 
 
 def prune_fetch_log(engine: Engine, *, older_than: datetime) -> int:
