@@ -54,8 +54,11 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
 
     async def aclose(self) -> None:
         self._writer.close()
-        with contextlib.suppress(Exception):  # the peer may be gone or slow to finish TLS: don't wait long
-            await asyncio.wait_for(self._writer.wait_closed(), 1.0)
+        # A plain socket is closed within a loop iteration; a TLS peer may never answer close_notify
+        # (asyncio then finishes the shutdown in the background), and pools close idle connections
+        # on a fetch's path: wait briefly, never long.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._writer.wait_closed(), 0.1)
 
     async def start_tls(
         self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
