@@ -6,7 +6,6 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -125,43 +124,6 @@ def test_environment_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.database_url == "postgresql://u:p@db/tracker"
     assert s.smtp_port == 2525
     assert "hunter2" not in repr(s)  # secrets are SecretStr
-
-
-@pytest.mark.parametrize(
-    "env",
-    [
-        {},
-        {"TRACKER_DATABASE_URL": "postgresql://u:p@db/x", "TRACKER_SMTP_PORT": "2525", "TRACKER_SMTP_PASSWORD": "pw"},
-        {"tracker_smtp_ssl": "yes", "TRACKER_SMTP_STARTTLS": "0", "Tracker_Web_Port": " 81 ", "TRACKER_OTHER": "x"},
-        {"TRACKER_SMTP_HOST": "", "TRACKER_ADMIN_TOKEN": "", "TRACKER_CONFIG": "/x/feeds.yaml"},
-        {"TRACKER_SMTP_TIMEOUT": "2.5", "TRACKER_LOG_FORMAT": "json", "TRACKER_LOG_LEVEL": "debug"},
-        {"TRACKER_SMTP_PORT": "abc", "TRACKER_LOG_FORMAT": "xml", "TRACKER_SMTP_SSL": "maybe"},
-    ],
-)
-def test_settings_read_the_environment_as_pydantic_settings_would(
-    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Settings reads TRACKER_* itself (importing pydantic-settings costs every command start-up time)."""
-    from pydantic import ValidationError, create_model
-    from pydantic_settings import BaseSettings, SettingsConfigDict
-
-    class Base(BaseSettings):
-        model_config = SettingsConfigDict(env_prefix="TRACKER_", extra="ignore")
-
-    twin = create_model(  # type: ignore[call-overload]
-        "Settings", __base__=Base, **{n: (f.annotation, f) for n, f in Settings.model_fields.items()}
-    )
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-
-    def outcome(cls: Any, **kwargs: Any) -> Any:
-        try:
-            return repr(cls(**kwargs))
-        except ValidationError as exc:
-            return exc.title, [(e["loc"], e["type"], e["input"]) for e in exc.errors()]
-
-    for kwargs in ({}, {"web_port": 9, "admin_token": "t", "not_a_setting": 1}):
-        assert outcome(Settings, **kwargs) == outcome(twin, **kwargs)
 
 
 def test_yaml_features_load_as_safe_load_does(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ location is mapped back to the line of the node it points at.
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -25,6 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tracker.schedule import ScheduleSettings
 
@@ -201,16 +201,10 @@ class Config(_Strict):
         )
 
 
-class Settings(BaseModel):
-    """Deployment settings and secrets, from TRACKER_* environment variables (never from feeds.yaml).
+class Settings(BaseSettings):
+    """Deployment settings and secrets, from TRACKER_* environment variables (never from feeds.yaml)."""
 
-    Read as pydantic-settings' ``BaseSettings`` with ``env_prefix="TRACKER_"`` would read them (names
-    matched case-insensitively, the raw string validated as the field's type, keyword arguments
-    first), without importing it: that costs every command ~15 ms of start-up.  All fields are scalars,
-    so none of its JSON decoding, nesting or .env files apply.  tests/test_config.py checks the two agree.
-    """
-
-    model_config = ConfigDict(extra="ignore", validate_default=True)
+    model_config = SettingsConfigDict(env_prefix="TRACKER_", extra="ignore")
 
     config: Path = Path("feeds.yaml")
     database_url: str = "sqlite:///data/tracker.db"
@@ -228,12 +222,6 @@ class Settings(BaseModel):
     admin_token: SecretStr | None = None
     log_format: str = Field(default="text", pattern="^(text|json)$")
     log_level: str = "INFO"
-
-    def __init__(self, **values: Any) -> None:
-        environ = {name.lower(): value for name, value in os.environ.items()}
-        merged = {f: environ[f"tracker_{f}"] for f in type(self).model_fields if f"tracker_{f}" in environ}
-        merged.update({name.lower(): value for name, value in values.items()})
-        super().__init__(**merged)
 
 
 def get_settings() -> Settings:
