@@ -660,9 +660,7 @@ def _write_round(
         inserted[n][entry.dedup_key] = item_id
         if entry.link:
             by_link[entry.link] = item_id
-        if tag.relevant:
-            tag_rows_ += [(item_id, k, "mediator", pub) for k in tag.mediators]
-            tag_rows_ += [(item_id, k, "obstacle", pub) for k in tag.obstacles]
+        tag_rows_ += _tag_tuples(item_id, tag, pub)
     if lost:
         by_link.update(db.in_list(LINKS, lost, _TEXT))
     db.write(INSERT_TAG, tag_rows_)
@@ -717,10 +715,7 @@ def _update_items(db: _Cursor, changes: dict[int, Pair], new_hashes: list[tuple[
                 dt(e.updated or now),
             )
         )
-        if t.relevant:
-            pub = published[item_id]
-            tag_rows_ += [(item_id, k, "mediator", pub) for k in t.mediators]
-            tag_rows_ += [(item_id, k, "obstacle", pub) for k in t.obstacles]
+        tag_rows_ += _tag_tuples(item_id, t, published[item_id])
     db.write(UPDATE_ITEMS, rows)
     db.write(UPDATE_SOURCE_HASHES, new_hashes)
     db.in_list("DELETE FROM item_tag WHERE item_id", ids, _INT)
@@ -803,15 +798,19 @@ _evidence_prefixes: dict[tuple[str, str, str], str] = {}
 _small_ints = [str(i) for i in range(2048)]
 
 
-def tag_rows(item_id: int, tag: Tags, published: datetime) -> list[dict[str, object]]:
-    """Index rows for the item's tags; an irrelevant item is in no tag's view, whatever it says."""
+def _tag_tuples(item_id: int, tag: Tags, published: object) -> list[tuple[int, str, str, object]]:
+    """(item_id, tag, kind, published_at) index rows; an irrelevant item is in no tag's view, whatever it says."""
     if not tag.relevant:
         return []
-    rows: list[dict[str, object]] = [
-        {"item_id": item_id, "tag": k, "kind": "mediator", "published_at": published} for k in tag.mediators
+    return [(item_id, k, "mediator", published) for k in tag.mediators] + [
+        (item_id, k, "obstacle", published) for k in tag.obstacles
     ]
-    rows += [{"item_id": item_id, "tag": k, "kind": "obstacle", "published_at": published} for k in tag.obstacles]
-    return rows
+
+
+def tag_rows(item_id: int, tag: Tags, published: datetime) -> list[dict[str, object]]:
+    """The same index rows as parameter dicts, for SQLAlchemy statements (``tracker retag``)."""
+    keys = ("item_id", "tag", "kind", "published_at")
+    return [dict(zip(keys, row, strict=True)) for row in _tag_tuples(item_id, tag, published)]
 
 
 def prune_fetch_log(engine: Engine, *, older_than: datetime) -> int:
