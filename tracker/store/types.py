@@ -45,23 +45,21 @@ def sqlite_utc_text(value: datetime | None) -> str | None:
     """``value`` exactly as a UTCDateTime column stores it on SQLite (naive UTC text, microseconds).
 
     For writers that bypass SQLAlchemy's bind processing (tracker.store.ingest): the text must be
-    byte-identical, or ordering and equality against rows written by Core would break.  Built from
-    lookup tables: ``SQLITE_DATETIME % (...)`` costs half again as much, for every stored item.
+    byte-identical, or ordering and equality against rows written by Core would break.
     """
     if value is None:
         return None
-    tz = value.tzinfo
-    if tz is not None and tz is not UTC:
+    if value.tzinfo is not None and value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    year, us, d2 = value.year, value.microsecond, _D2
-    return (
-        f"{_YEARS.get(year) or f'{year:04d}'}-{d2[value.month]}-{d2[value.day]} "
-        f"{d2[value.hour]}:{d2[value.minute]}:{d2[value.second]}.{f'{us:06d}' if us else '000000'}"
+    return SQLITE_DATETIME % (
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond,
     )
-
-
-_D2 = [f"{i:02d}" for i in range(100)]
-_YEARS = {y: str(y) for y in range(1970, 2200)}
 
 
 def pg_utc(value: datetime | None) -> datetime | None:
