@@ -55,6 +55,7 @@ from sqlalchemy.engine import Engine  # noqa: E402
 from tracker.models import Entry, Tags  # noqa: E402
 from tracker.store import ingest, schema  # noqa: E402
 from tracker.store.db import make_engine  # noqa: E402
+from tracker.store.dbapi import Database  # noqa: E402
 from tracker.update import process_document  # noqa: E402
 
 BASE = "http://farm.invalid"
@@ -161,8 +162,9 @@ def run(
     feeds, churned, n_new = docs
     with make() as engine:
         schema.upgrade(engine)
+        db = Database.of(engine)
         urls = [f"{BASE}/feed/{i}.xml" for i in range(len(feeds))]
-        ingest.sync_feeds(engine, [ingest.FeedSpec(u, f"farm {i}") for i, u in enumerate(urls)])
+        ingest.sync_feeds(db, [ingest.FeedSpec(u, f"farm {i}") for i, u in enumerate(urls)])
         with engine.connect() as conn:
             by_url = dict(conn.execute(text("SELECT url, id FROM feed")).all())
         ids = [by_url[u] for u in urls]
@@ -184,12 +186,13 @@ def run(
             if prof:
                 prof.enable()
             for b in work:
-                mod.apply_feed_results(engine, b, now=NOW + timedelta(hours=hours))
+                mod.apply_feed_results(db, b, now=NOW + timedelta(hours=hours))
             if prof:
                 prof.disable()
             results[name] = (time.process_time() - t0, units)
             if prof:
                 pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+        db.close()
     return results
 
 

@@ -268,10 +268,10 @@ def write(db: Path, every: float, per_batch: int) -> None:
     """Store ``per_batch`` new items every ``every`` seconds through the real write path."""
     from tracker.models import Entry, Tags
     from tracker.store import ingest
-    from tracker.store.db import make_engine
+    from tracker.store.dbapi import Database
     from tracker.store.ingest import FeedUpdate
 
-    engine = make_engine(f"sqlite:///{db}")
+    database = Database(f"sqlite:///{db}")
     keys = taxonomy()
     rng = random.Random(os.getpid())
     k = 0
@@ -310,7 +310,7 @@ def write(db: Path, every: float, per_batch: int) -> None:
             consecutive_failures=0,
             elapsed=0.1,
         )
-        ingest.apply_feed_result(engine, upd, entries, tags, now=now)
+        ingest.apply_feed_result(database, upd, entries, tags, now=now)
         time.sleep(every)
 
 

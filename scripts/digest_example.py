@@ -228,7 +228,7 @@ class Example:
 
 def _poll(app: tracker_app.App, now: datetime) -> None:
     clock: Callable[[], datetime] = lambda: now  # noqa: E731
-    with Poller(app.engine, fetch=app.fetch_settings, schedule=app.schedule_settings, processes=0, clock=clock) as p:
+    with Poller(app.db, fetch=app.fetch_settings, schedule=app.schedule_settings, processes=0, clock=clock) as p:
         summary = asyncio.run(p.poll(include_not_due=True))
     if summary.failed:
         raise RuntimeError(f"poll at {now.isoformat()} failed: {summary.errors}")

@@ -26,7 +26,9 @@ import pytest
 from test_web import build_app, serving, write_config
 
 from tracker import app as tracker_app
+from tracker.store import tables
 from tracker.store import timeline_queries as tq
+from tracker.store.dbapi import Database
 from tracker.web import create_app
 from tracker.web.state import taxonomy_keys
 
@@ -321,7 +323,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
         tracker_app.init(app)
         # Playwright's sync API runs an event loop in this thread: poll in another one.
         with (
-            Poller(app.engine, fetch=app.fetch_settings, schedule=app.schedule_settings, processes=0) as poller,
+            Poller(
+                Database.of(app.engine), fetch=app.fetch_settings, schedule=app.schedule_settings, processes=0
+            ) as poller,
             ThreadPoolExecutor(1) as pool,
         ):
             summary = pool.submit(asyncio.run, poller.poll(include_not_due=True)).result()
@@ -438,7 +442,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileSite]:
     meds = [k.key for k in keys if k.kind == "mediator"]
     obs = [k.key for k in keys if k.kind == "obstacle"]
     with app.engine.connect() as conn:
-        feed_id = conn.execute(ingest.FEED.select()).first().id  # type: ignore[union-attr]
+        feed_id = conn.execute(tables.FEED.select()).first().id  # type: ignore[union-attr]
     now = datetime.now(UTC)
     documents = [(p.name, p.read_bytes()) for p in cases] + [("hostile.xml", HOSTILE_FEED.encode())]
     entries, tags = [], []
@@ -465,7 +469,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileSite]:
                 )
             )
     upd = FeedUpdate(feed_id, "ok", 200, None, now, now + timedelta(hours=1), 0, 0.1)
-    ingest.apply_feed_result(app.engine, upd, entries, tags, now=now)
+    ingest.apply_feed_result(Database.of(app.engine), upd, entries, tags, now=now)
     with app.engine.connect() as conn:
         ids = [r.id for r in conn.execute(tq.ITEM.select().order_by(tq.ITEM.c.id))]
     assert len(ids) > len(cases) // 2

@@ -13,6 +13,7 @@ from tracker.models import Tags
 from tracker.parse import parse_feed
 from tracker.store import ingest, schema
 from tracker.store.db import make_engine
+from tracker.store.dbapi import Database
 from tracker.store.ingest import FeedSpec, FeedUpdate
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "feedparser-tests"
@@ -42,7 +43,7 @@ def test_every_corpus_file_parses_and_stores_safely(tmp_path: Path) -> None:
     assert len(files) > 2000
     engine = make_engine(f"sqlite:///{tmp_path / 'corpus.db'}")
     schema.upgrade(engine)
-    ingest.sync_feeds(engine, [FeedSpec("http://127.0.0.1/corpus", "corpus")])
+    ingest.sync_feeds(Database.of(engine), [FeedSpec("http://127.0.0.1/corpus", "corpus")])
     crashes: list[str] = []
     unsafe: list[str] = []
     outcomes = {"entries": 0, "error": 0, "warning": 0}
@@ -71,7 +72,7 @@ def test_every_corpus_file_parses_and_stores_safely(tmp_path: Path) -> None:
             consecutive_failures=0, elapsed=0.0,
         )  # fmt: skip
         tags = [Tags(relevant=False, score=0.0)] * len(parsed.entries)
-        counts = ingest.apply_feed_result(engine, upd, parsed.entries, tags, now=NOW)
+        counts = ingest.apply_feed_result(Database.of(engine), upd, parsed.entries, tags, now=NOW)
         stored += counts.new + counts.updated + counts.linked
     assert crashes == []
     assert unsafe == []

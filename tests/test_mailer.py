@@ -33,8 +33,9 @@ from tracker import mailer
 from tracker.config import Settings
 from tracker.digest import DigestFilter, DigestSpec
 from tracker.models import Entry, Evidence, Tags
-from tracker.store import ingest, outbox, schema
+from tracker.store import ingest, outbox, schema, tables
 from tracker.store.db import make_engine
+from tracker.store.dbapi import Database
 from tracker.store.ingest import FeedSpec, FeedUpdate
 
 # aiosmtpd warns about AUTH without TLS; the test servers listen on 127.0.0.1 only.
@@ -149,7 +150,9 @@ class App:
 def app(tmp_path: Path, inbox: Inbox) -> App:
     engine = make_engine(f"sqlite:///{tmp_path / 'tracker.db'}")
     schema.upgrade(engine)
-    ingest.sync_feeds(engine, [FeedSpec(f"http://127.0.0.1:1/{n}.xml", n) for n in ("Reuters", "AP", "DW")])
+    ingest.sync_feeds(
+        Database.of(engine), [FeedSpec(f"http://127.0.0.1:1/{n}.xml", n) for n in ("Reuters", "AP", "DW")]
+    )
     settings = SimpleNamespace(
         smtp_host="127.0.0.1",
         smtp_port=inbox.port,
@@ -170,7 +173,7 @@ class HasEngine(Protocol):
 
 def feed_id(engine: Engine, name: str) -> int:
     with engine.connect() as conn:
-        return int(conn.execute(select(ingest.FEED.c.id).where(ingest.FEED.c.name == name)).scalar_one())
+        return int(conn.execute(select(tables.FEED.c.id).where(tables.FEED.c.name == name)).scalar_one())
 
 
 def store(
@@ -220,7 +223,7 @@ def store(
         consecutive_failures=0,
         elapsed=0.01,
     )
-    ingest.apply_feed_result(app.engine, upd, [entry], [tags], now=when)
+    ingest.apply_feed_result(Database.of(app.engine), upd, [entry], [tags], now=when)
     assert entry.link is not None
     return entry.link
 

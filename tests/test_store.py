@@ -6,24 +6,26 @@ import dataclasses
 import hashlib
 import json
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy import Column, MetaData, Table, func, insert, select, update
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg as pg_dialect
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 
 from tracker.models import Entry, Evidence, Tags
-from tracker.store import ingest, queries, schema
+from tracker.store import ingest, queries, schema, tables
 from tracker.store.db import make_engine
+from tracker.store.dbapi import Database, pg_utc, sqlite_utc_text
 from tracker.store.ingest import FeedSpec, FeedUpdate
-from tracker.store.types import UTCDateTime, pg_utc, sqlite_utc_text
+from tracker.store.types import UTCDateTime
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -33,7 +35,7 @@ def engine(tmp_path: Path) -> Engine:
     eng = make_engine(f"sqlite:///{tmp_path / 'tracker.db'}")
     schema.upgrade(eng)
     ingest.sync_feeds(
-        eng,
+        Database.of(eng),
         [FeedSpec("http://127.0.0.1:1/a.xml", "Feed A"), FeedSpec("http://127.0.0.1:1/b.xml", "Feed B")],
     )
     return eng
@@ -41,7 +43,7 @@ def engine(tmp_path: Path) -> Engine:
 
 def feed_ids(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
-        return {r.name: r.id for r in conn.execute(select(ingest.FEED.c.name, ingest.FEED.c.id))}
+        return {r.name: r.id for r in conn.execute(select(tables.FEED.c.name, tables.FEED.c.id))}
 
 
 def entry(key: str, *, link: str | None, title: str = "Talks in Istanbul", body: str = "Ukraine and Russia") -> Entry:
@@ -94,54 +96,66 @@ def count(engine: Engine, table: object) -> int:
 def test_same_article_in_two_feeds_is_one_item_with_both_sources(engine: Engine) -> None:
     ids = feed_ids(engine)
     a = ingest.apply_feed_result(
-        engine, update_for(ids["Feed A"]), [entry("guid:a-1", link="https://ex.org/story")], [TAGS], now=NOW
+        Database.of(engine),
+        update_for(ids["Feed A"]),
+        [entry("guid:a-1", link="https://ex.org/story")],
+        [TAGS],
+        now=NOW,
     )
     b = ingest.apply_feed_result(
-        engine, update_for(ids["Feed B"]), [entry("guid:b-77", link="https://ex.org/story")], [TAGS], now=NOW
+        Database.of(engine),
+        update_for(ids["Feed B"]),
+        [entry("guid:b-77", link="https://ex.org/story")],
+        [TAGS],
+        now=NOW,
     )
     assert (a.new, a.linked) == (1, 0)
     assert (b.new, b.linked) == (0, 1)
-    assert count(engine, ingest.ITEM) == 1
-    assert count(engine, ingest.SOURCE) == 2
+    assert count(engine, tables.ITEM) == 1
+    assert count(engine, tables.SOURCE) == 2
     with engine.connect() as conn:
-        item_id = conn.execute(select(ingest.ITEM.c.id)).scalar_one()
+        item_id = conn.execute(select(tables.ITEM.c.id)).scalar_one()
         assert queries.sources_of(conn, [item_id])[item_id] == ["Feed A", "Feed B"]
-        assert conn.execute(select(ingest.ITEM.c.source_count)).scalar_one() == 2
+        assert conn.execute(select(tables.ITEM.c.source_count)).scalar_one() == 2
 
 
 def test_repolling_never_duplicates(engine: Engine) -> None:
     fid = feed_ids(engine)["Feed A"]
     entries = [entry(f"guid:{i}", link=f"https://ex.org/{i}", title=f"Story {i}") for i in range(5)]
-    first = ingest.apply_feed_result(engine, update_for(fid), entries, [TAGS] * 5, now=NOW)
-    again = ingest.apply_feed_result(engine, update_for(fid), entries, [TAGS] * 5, now=NOW)
+    first = ingest.apply_feed_result(Database.of(engine), update_for(fid), entries, [TAGS] * 5, now=NOW)
+    again = ingest.apply_feed_result(Database.of(engine), update_for(fid), entries, [TAGS] * 5, now=NOW)
     assert first.new == 5
     assert (again.new, again.updated, again.linked) == (0, 0, 0)
-    assert count(engine, ingest.ITEM) == 5
-    assert count(engine, ingest.TAG) == 10  # one mediator + one obstacle each
+    assert count(engine, tables.ITEM) == 5
+    assert count(engine, tables.TAG) == 10  # one mediator + one obstacle each
 
 
 def test_changed_content_updates_in_place(engine: Engine) -> None:
     fid = feed_ids(engine)["Feed A"]
-    ingest.apply_feed_result(engine, update_for(fid), [entry("guid:x", link="https://ex.org/x")], [TAGS], now=NOW)
+    ingest.apply_feed_result(
+        Database.of(engine), update_for(fid), [entry("guid:x", link="https://ex.org/x")], [TAGS], now=NOW
+    )
     changed = entry("guid:x", link="https://ex.org/x", title="Talks in Istanbul resume", body="Updated text")
     plain = Tags(relevant=True, score=0.5, obstacles=("security_guarantees",))
-    res = ingest.apply_feed_result(engine, update_for(fid), [changed], [plain], now=NOW + timedelta(hours=1))
+    res = ingest.apply_feed_result(
+        Database.of(engine), update_for(fid), [changed], [plain], now=NOW + timedelta(hours=1)
+    )
     assert (res.new, res.updated) == (0, 1)
     with engine.connect() as conn:
-        row = conn.execute(select(ingest.ITEM)).one()
-        tags = {r.tag for r in conn.execute(select(ingest.TAG.c.tag))}
+        row = conn.execute(select(tables.ITEM)).one()
+        tags = {r.tag for r in conn.execute(select(tables.TAG.c.tag))}
     assert row.title == "Talks in Istanbul resume"
     assert row.updated_at == NOW + timedelta(hours=1)
     assert tags == {"security_guarantees"}
-    assert count(engine, ingest.ITEM) == 1
+    assert count(engine, tables.ITEM) == 1
 
 
 def test_entries_without_link_are_keyed_per_feed(engine: Engine) -> None:
     ids = feed_ids(engine)
     e = entry("hash:abc", link=None)
-    ingest.apply_feed_result(engine, update_for(ids["Feed A"]), [e], [TAGS], now=NOW)
-    ingest.apply_feed_result(engine, update_for(ids["Feed A"]), [e], [TAGS], now=NOW)
-    assert count(engine, ingest.ITEM) == 1
+    ingest.apply_feed_result(Database.of(engine), update_for(ids["Feed A"]), [e], [TAGS], now=NOW)
+    ingest.apply_feed_result(Database.of(engine), update_for(ids["Feed A"]), [e], [TAGS], now=NOW)
+    assert count(engine, tables.ITEM) == 1
 
 
 def test_outcome_is_recorded_on_the_feed(engine: Engine) -> None:
@@ -156,30 +170,32 @@ def test_outcome_is_recorded_on_the_feed(engine: Engine) -> None:
         consecutive_failures=3,
         elapsed=0.2,
     )
-    ingest.apply_feed_result(engine, failed, now=NOW)
+    ingest.apply_feed_result(Database.of(engine), failed, now=NOW)
     health = {r["name"]: r for r in queries.feed_health(engine)}["Feed A"]
     assert health["last_error"] == "HTTP 500"
     assert health["consecutive_failures"] == 3
     assert health["last_success_at"] is None
     assert health["next_due_at"] == NOW + timedelta(minutes=10)
     gone = dataclasses.replace(failed, outcome="gone", disable_reason="HTTP 410 Gone")
-    ingest.apply_feed_result(engine, gone, now=NOW)
+    ingest.apply_feed_result(Database.of(engine), gone, now=NOW)
     health = {r["name"]: r for r in queries.feed_health(engine)}["Feed A"]
     assert health["enabled"] is False
     assert health["disabled_reason"] == "HTTP 410 Gone"
 
 
 def test_claims_are_leased_and_exclusive(engine: Engine) -> None:
-    first = ingest.claim_due(engine, now=NOW, worker="w1", lease=timedelta(minutes=5))
-    second = ingest.claim_due(engine, now=NOW, worker="w2", lease=timedelta(minutes=5))
+    first = ingest.claim_due(Database.of(engine), now=NOW, worker="w1", lease=timedelta(minutes=5))
+    second = ingest.claim_due(Database.of(engine), now=NOW, worker="w2", lease=timedelta(minutes=5))
     assert {c.request.url for c in first} == {"http://127.0.0.1:1/a.xml", "http://127.0.0.1:1/b.xml"}
     assert second == []
-    later = ingest.claim_due(engine, now=NOW + timedelta(minutes=6), worker="w2", lease=timedelta(minutes=5))
+    later = ingest.claim_due(
+        Database.of(engine), now=NOW + timedelta(minutes=6), worker="w2", lease=timedelta(minutes=5)
+    )
     assert len(later) == 2  # an expired lease (a crashed worker) is taken over
 
 
 def test_sync_feeds_disables_removed_and_keeps_items(engine: Engine) -> None:
-    added, changed, disabled = ingest.sync_feeds(engine, [FeedSpec("http://127.0.0.1:1/a.xml", "Feed A2")])
+    added, changed, disabled = ingest.sync_feeds(Database.of(engine), [FeedSpec("http://127.0.0.1:1/a.xml", "Feed A2")])
     assert (added, changed, disabled) == (0, 1, 1)
     names = {r["name"]: r["enabled"] for r in queries.feed_health(engine)}
     assert names == {"Feed A2": True, "Feed B": False}
@@ -187,8 +203,8 @@ def test_sync_feeds_disables_removed_and_keeps_items(engine: Engine) -> None:
 
 def test_schema_upgrade_is_idempotent(tmp_path: Path) -> None:
     eng = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
-    assert schema.upgrade(eng) == (None, schema.head_revision(eng))
-    assert schema.upgrade(eng)[0] == schema.head_revision(eng)
+    assert schema.upgrade(eng) == (None, schema.HEAD)
+    assert schema.upgrade(eng)[0] == schema.HEAD
     with eng.connect() as conn:
         mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
     assert mode == "wal"
@@ -262,13 +278,13 @@ def test_stored_values_match_what_sqlalchemy_core_writes(engine: Engine) -> None
         published=datetime(2026, 11, 20, 13, 15, tzinfo=timezone(timedelta(hours=2))),
         updated=datetime(2026, 11, 20, 11, 30, 0, 5),  # naive
     )
-    ingest.apply_feed_result(engine, feed_update(fid, at), [e], [TAGS], now=at)
+    ingest.apply_feed_result(Database.of(engine), feed_update(fid, at), [e], [TAGS], now=at)
     stored = raw_rows(
         engine, "SELECT published_at, updated_at, ingested_at, relevant, score, evidence, mediators FROM item"
     )
     with engine.begin() as conn:  # the same values through Core, into a scratch copy of the row
         conn.exec_driver_sql("CREATE TEMP TABLE core_item AS SELECT * FROM item WHERE 0")
-        scratch = Table("core_item", MetaData(), *(Column(c.name, c.type) for c in ingest.ITEM.columns))
+        scratch = Table("core_item", MetaData(), *(Column(c.name, c.type) for c in tables.ITEM.columns))
         conn.execute(
             insert(scratch).values(
                 id=1,
@@ -303,7 +319,7 @@ def test_stored_values_match_what_sqlalchemy_core_writes(engine: Engine) -> None
     assert fetched[1] == "2026-11-20 12:30:00.250000"
     assert tag_dates == {"2026-11-20 11:15:00.000000"}
     with engine.connect() as conn:  # and they read back as the same instants
-        row = conn.execute(select(ingest.ITEM)).one()
+        row = conn.execute(select(tables.ITEM)).one()
     assert row.published_at == e.published and row.updated_at == datetime(2026, 11, 20, 11, 30, 0, 5, tzinfo=UTC)
     assert row.ingested_at == at and row.relevant is True
 
@@ -334,19 +350,19 @@ def test_one_batch_with_the_same_new_link_in_two_feeds(engine: Engine) -> None:
     a = [entry("guid:a-1", link="https://ex.org/shared"), entry("guid:a-2", link="https://ex.org/only-a", title="A")]
     b = [entry("guid:b-9", link="https://ex.org/shared"), entry("guid:b-8", link="https://ex.org/only-b", title="B")]
     counts = ingest.apply_feed_results(
-        engine,
+        Database.of(engine),
         [(feed_update(ids["Feed A"]), a, [TAGS] * 2), (feed_update(ids["Feed B"]), b, [TAGS] * 2)],
         now=NOW,
     )
     assert [(c.new, c.updated, c.linked) for c in counts] == [(2, 0, 0), (1, 0, 1)]
-    assert count(engine, ingest.ITEM) == 3
-    assert count(engine, ingest.SOURCE) == 4
+    assert count(engine, tables.ITEM) == 3
+    assert count(engine, tables.SOURCE) == 4
     with engine.connect() as conn:
-        shared = conn.execute(select(ingest.ITEM).where(ingest.ITEM.c.link == "https://ex.org/shared")).one()
+        shared = conn.execute(select(tables.ITEM).where(tables.ITEM.c.link == "https://ex.org/shared")).one()
         assert shared.source_count == 2 and shared.feed_id == ids["Feed A"]
         assert queries.sources_of(conn, [shared.id])[shared.id] == ["Feed A", "Feed B"]
-        log: dict[int, int] = dict(conn.execute(select(ingest.FETCH_LOG.c.feed_id, ingest.FETCH_LOG.c.new_items)).all())
-        items: dict[int, int] = dict(conn.execute(select(ingest.FEED.c.id, ingest.FEED.c.item_count)).all())
+        log: dict[int, int] = dict(conn.execute(select(tables.FETCH_LOG.c.feed_id, tables.FETCH_LOG.c.new_items)).all())
+        items: dict[int, int] = dict(conn.execute(select(tables.FEED.c.id, tables.FEED.c.item_count)).all())
     assert log == items == {ids["Feed A"]: 2, ids["Feed B"]: 2}
 
 
@@ -357,9 +373,9 @@ def test_two_guids_with_one_link_in_one_feed_are_one_item_with_two_sources(engin
         entry("guid:2", link="https://ex.org/x"),
         entry("guid:1", link=None),
     ]
-    res = ingest.apply_feed_result(engine, feed_update(fid), es, [TAGS] * 3, now=NOW)
+    res = ingest.apply_feed_result(Database.of(engine), feed_update(fid), es, [TAGS] * 3, now=NOW)
     assert (res.new, res.linked) == (1, 0)
-    assert count(engine, ingest.ITEM) == 1
+    assert count(engine, tables.ITEM) == 1
     assert raw_rows(engine, "SELECT dedup_key FROM item_source ORDER BY id") == [("guid:1",), ("guid:2",)]
 
 
@@ -368,10 +384,10 @@ def test_a_feed_twice_in_one_batch_sees_its_first_result(engine: Engine) -> None
     first = [entry("guid:x", link="https://ex.org/x")]
     second = [entry("guid:x", link="https://ex.org/x", body="Edited"), entry("guid:y", link="https://ex.org/y")]
     counts = ingest.apply_feed_results(
-        engine, [(feed_update(fid), first, [TAGS]), (feed_update(fid), second, [TAGS] * 2)], now=NOW
+        Database.of(engine), [(feed_update(fid), first, [TAGS]), (feed_update(fid), second, [TAGS] * 2)], now=NOW
     )
     assert [(c.new, c.updated, c.linked) for c in counts] == [(1, 0, 0), (1, 1, 0)]
-    assert count(engine, ingest.ITEM) == 2
+    assert count(engine, tables.ITEM) == 2
     assert raw_rows(engine, "SELECT summary FROM item ORDER BY id")[0] == ("Edited",)
 
 
@@ -382,17 +398,19 @@ def test_many_entries_cross_every_statement_size(engine: Engine) -> None:
     a = [entry(f"guid:{i}", link=f"https://ex.org/{i}", title=f"Story {i}") for i in range(n)]
     b = [entry(f"guid:b{i}", link=f"https://ex.org/{i}", title=f"Story {i}") for i in range(0, n, 3)]
     counts = ingest.apply_feed_results(
-        engine, [(feed_update(ids["Feed A"]), a, [TAGS] * n), (feed_update(ids["Feed B"]), b, [TAGS] * len(b))], now=NOW
+        Database.of(engine),
+        [(feed_update(ids["Feed A"]), a, [TAGS] * n), (feed_update(ids["Feed B"]), b, [TAGS] * len(b))],
+        now=NOW,
     )
     assert [(c.new, c.linked) for c in counts] == [(n, 0), (0, len(b))]
-    assert count(engine, ingest.ITEM) == n
-    assert count(engine, ingest.SOURCE) == n + len(b)
-    assert count(engine, ingest.TAG) == 2 * n
+    assert count(engine, tables.ITEM) == n
+    assert count(engine, tables.SOURCE) == n + len(b)
+    assert count(engine, tables.TAG) == 2 * n
     edited = [dataclasses.replace(e, summary="changed", content_hash=f"c{i}") if i % 2 else e for i, e in enumerate(a)]
-    again = ingest.apply_feed_result(engine, feed_update(ids["Feed A"]), edited, [TAGS] * n, now=NOW)
+    again = ingest.apply_feed_result(Database.of(engine), feed_update(ids["Feed A"]), edited, [TAGS] * n, now=NOW)
     assert (again.new, again.updated, again.linked) == (0, n // 2, 0)
     assert raw_rows(engine, "SELECT count(*) FROM item WHERE summary = 'changed'") == [(n // 2,)]
-    assert count(engine, ingest.TAG) == 2 * n
+    assert count(engine, tables.TAG) == 2 * n
     with engine.connect() as conn:  # the full-text index followed the inserts and the edits
         hits = conn.exec_driver_sql("SELECT count(*) FROM item_fts WHERE item_fts MATCH 'changed'").scalar()
         staged = [r[0] for r in conn.exec_driver_sql("SELECT name FROM sqlite_temp_master WHERE type = 'table'")]
@@ -408,7 +426,7 @@ def test_a_link_taken_by_another_writer_meanwhile_is_linked_not_duplicated(
     writer committed the same link (what happens between PostgreSQL workers)."""
     ids = feed_ids(engine)
     ingest.apply_feed_result(
-        engine, feed_update(ids["Feed B"]), [entry("guid:b", link="https://ex.org/race")], [TAGS], now=NOW
+        Database.of(engine), feed_update(ids["Feed B"]), [entry("guid:b", link="https://ex.org/race")], [TAGS], now=NOW
     )
     real_in_list = ingest._Cursor.in_list
     calls: list[int] = []
@@ -423,47 +441,49 @@ def test_a_link_taken_by_another_writer_meanwhile_is_linked_not_duplicated(
 
     monkeypatch.setattr(ingest._Cursor, "in_list", stale_first_lookup)
     es = [entry("guid:a", link="https://ex.org/race"), entry("guid:a2", link="https://ex.org/mine", title="Mine")]
-    res = ingest.apply_feed_result(engine, feed_update(ids["Feed A"]), es, [TAGS] * 2, now=NOW)
+    res = ingest.apply_feed_result(Database.of(engine), feed_update(ids["Feed A"]), es, [TAGS] * 2, now=NOW)
     assert (res.new, res.linked) == (1, 1)
-    assert count(engine, ingest.ITEM) == 2
+    assert count(engine, tables.ITEM) == 2
     with engine.connect() as conn:
-        race = conn.execute(select(ingest.ITEM).where(ingest.ITEM.c.link == "https://ex.org/race")).one()
+        race = conn.execute(select(tables.ITEM).where(tables.ITEM.c.link == "https://ex.org/race")).one()
         assert race.source_count == 2
         assert queries.sources_of(conn, [race.id])[race.id] == ["Feed B", "Feed A"]
 
 
-def test_a_failing_batch_stores_nothing_and_raises_a_sqlalchemy_error(engine: Engine) -> None:
+def test_a_failing_batch_stores_nothing_and_raises_the_drivers_error(engine: Engine) -> None:
     ids = feed_ids(engine)
+    db = Database.of(engine)
     good = (feed_update(ids["Feed A"]), [entry("guid:ok", link="https://ex.org/ok")], [TAGS])
     bad = (feed_update(987654), [entry("guid:bad", link="https://ex.org/bad")], [TAGS])  # no such feed
-    with pytest.raises(IntegrityError):
-        ingest.apply_feed_results(engine, [good, bad], now=NOW)
-    assert count(engine, ingest.ITEM) == count(engine, ingest.SOURCE) == count(engine, ingest.FETCH_LOG) == 0
+    with pytest.raises(sqlite3.IntegrityError) as failed:
+        ingest.apply_feed_results(db, [good, bad], now=NOW)
+    assert any(note.startswith("while running: ") for note in failed.value.__notes__)
+    assert count(engine, tables.ITEM) == count(engine, tables.SOURCE) == count(engine, tables.FETCH_LOG) == 0
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM item_fts WHERE item_fts MATCH 'Istanbul'").scalar() == 0
-    again = ingest.apply_feed_results(engine, [good], now=NOW)  # the connection is fine afterwards
+    again = ingest.apply_feed_results(db, [good], now=NOW)  # the pooled connection is fine afterwards
     assert again[0].new == 1
 
 
 def test_not_modified_batch_updates_feeds_without_touching_items(engine: Engine) -> None:
     ids = feed_ids(engine)
     ingest.apply_feed_result(
-        engine, feed_update(ids["Feed A"]), [entry("guid:1", link="https://ex.org/1")], [TAGS], now=NOW
+        Database.of(engine), feed_update(ids["Feed A"]), [entry("guid:1", link="https://ex.org/1")], [TAGS], now=NOW
     )
     later = NOW + timedelta(hours=1)
     counts = ingest.apply_feed_results(
-        engine, [(feed_update(i, later, "not_modified"), (), ()) for i in ids.values()], now=later
+        Database.of(engine), [(feed_update(i, later, "not_modified"), (), ()) for i in ids.values()], now=later
     )
     assert counts == [ingest.WriteCounts()] * 2
     health = {r["name"]: r for r in queries.feed_health(engine)}
     assert health["Feed A"]["last_success_at"] == later
     assert health["Feed B"]["next_due_at"] == later + timedelta(minutes=30)
     with engine.connect() as conn:
-        etags: dict[str, str | None] = dict(conn.execute(select(ingest.FEED.c.name, ingest.FEED.c.etag)).all())
-        items_: dict[str, int] = dict(conn.execute(select(ingest.FEED.c.name, ingest.FEED.c.item_count)).all())
+        etags: dict[str, str | None] = dict(conn.execute(select(tables.FEED.c.name, tables.FEED.c.etag)).all())
+        items_: dict[str, int] = dict(conn.execute(select(tables.FEED.c.name, tables.FEED.c.item_count)).all())
     assert etags == {"Feed A": '"v1"', "Feed B": None}  # a 304 keeps the validators
     assert items_ == {"Feed A": 1, "Feed B": 0}
-    assert count(engine, ingest.FETCH_LOG) == 3
+    assert count(engine, tables.FETCH_LOG) == 3
 
 
 # --- PostgreSQL: the same path, and a real insert race --------------------------------------
@@ -487,14 +507,15 @@ def test_postgres_insert_race_links_to_the_winner(pg_engine: Engine) -> None:
     """A worker whose insert meets another worker's uncommitted row with the same link waits for it,
     inserts nothing (ON CONFLICT DO NOTHING) and links its source to the winner's item."""
     ingest.sync_feeds(
-        pg_engine, [FeedSpec("http://127.0.0.1:1/race-a.xml", "A"), FeedSpec("http://127.0.0.1:1/race-b.xml", "B")]
+        Database.of(pg_engine),
+        [FeedSpec("http://127.0.0.1:1/race-a.xml", "A"), FeedSpec("http://127.0.0.1:1/race-b.xml", "B")],
     )
     ids = feed_ids(pg_engine)
     link = "https://ex.org/race"
     winner = pg_engine.connect()
     tx = winner.begin()
     item_id = winner.execute(
-        insert(ingest.ITEM)
+        insert(tables.ITEM)
         .values(
             link=link,
             title="T",
@@ -508,13 +529,13 @@ def test_postgres_insert_race_links_to_the_winner(pg_engine: Engine) -> None:
             feed_id=ids["A"],
             source_count=1,
         )
-        .returning(ingest.ITEM.c.id)
+        .returning(tables.ITEM.c.id)
     ).scalar_one()
     es = [entry("guid:b", link=link), entry("guid:b2", link="https://ex.org/other", title="Other")]
     result: list[list[ingest.WriteCounts]] = []
     loser = threading.Thread(
         target=lambda: result.append(
-            ingest.apply_feed_results(pg_engine, [(feed_update(ids["B"]), es, [TAGS] * 2)], now=NOW)
+            ingest.apply_feed_results(Database.of(pg_engine), [(feed_update(ids["B"]), es, [TAGS] * 2)], now=NOW)
         )
     )
     loser.start()
@@ -536,10 +557,10 @@ def test_postgres_insert_race_links_to_the_winner(pg_engine: Engine) -> None:
     assert result and (result[0][0].new, result[0][0].linked) == (1, 1)
     with pg_engine.connect() as conn:
         rows = conn.execute(
-            select(ingest.ITEM.c.id, ingest.ITEM.c.source_count).where(ingest.ITEM.c.link == link)
+            select(tables.ITEM.c.id, tables.ITEM.c.source_count).where(tables.ITEM.c.link == link)
         ).all()
         sources = (
-            conn.execute(select(ingest.SOURCE.c.item_id).where(ingest.SOURCE.c.dedup_key == "guid:b")).scalars().all()
+            conn.execute(select(tables.SOURCE.c.item_id).where(tables.SOURCE.c.dedup_key == "guid:b")).scalars().all()
         )
     assert rows == [(item_id, 2)]
     assert sources == [item_id]
@@ -549,7 +570,8 @@ def test_postgres_insert_race_links_to_the_winner(pg_engine: Engine) -> None:
 def test_postgres_stores_what_sqlite_stores(pg_engine: Engine, engine: Engine) -> None:
     """Counts and rows (ids aside) agree between the two databases for a batch with shared links."""
     ingest.sync_feeds(
-        pg_engine, [FeedSpec("http://127.0.0.1:1/a.xml", "Feed A"), FeedSpec("http://127.0.0.1:1/b.xml", "Feed B")]
+        Database.of(pg_engine),
+        [FeedSpec("http://127.0.0.1:1/a.xml", "Feed A"), FeedSpec("http://127.0.0.1:1/b.xml", "Feed B")],
     )
     results = []
     for eng in (engine, pg_engine):
@@ -558,34 +580,36 @@ def test_postgres_stores_what_sqlite_stores(pg_engine: Engine, engine: Engine) -
         b = [entry(f"guid:q{i}", link=f"https://ex.org/p{i}", title=f"P {i}") for i in range(0, 20, 2)]
         b.append(entry("hash:nolink", link=None, title="No link"))
         first = ingest.apply_feed_results(
-            eng, [(feed_update(ids["Feed A"]), a, [TAGS] * 20), (feed_update(ids["Feed B"]), b, [TAGS] * 11)], now=NOW
+            Database.of(eng),
+            [(feed_update(ids["Feed A"]), a, [TAGS] * 20), (feed_update(ids["Feed B"]), b, [TAGS] * 11)],
+            now=NOW,
         )
         edited = [
             dataclasses.replace(e, summary="edited", content_hash=f"e{i}") if i < 5 else e for i, e in enumerate(a)
         ]
         second = ingest.apply_feed_result(
-            eng, feed_update(ids["Feed A"], NOW + timedelta(hours=1)), edited, [TAGS] * 20, now=NOW
+            Database.of(eng), feed_update(ids["Feed A"], NOW + timedelta(hours=1)), edited, [TAGS] * 20, now=NOW
         )
         with eng.connect() as conn:
             items = conn.execute(
                 select(
-                    ingest.ITEM.c.link,
-                    ingest.ITEM.c.summary,
-                    ingest.ITEM.c.published_at,
-                    ingest.ITEM.c.updated_at,
-                    ingest.ITEM.c.ingested_at,
-                    ingest.ITEM.c.relevant,
-                    ingest.ITEM.c.evidence,
-                    ingest.ITEM.c.source_count,
+                    tables.ITEM.c.link,
+                    tables.ITEM.c.summary,
+                    tables.ITEM.c.published_at,
+                    tables.ITEM.c.updated_at,
+                    tables.ITEM.c.ingested_at,
+                    tables.ITEM.c.relevant,
+                    tables.ITEM.c.evidence,
+                    tables.ITEM.c.source_count,
                 )
-                .where(ingest.ITEM.c.link.like("https://ex.org/p%") | ingest.ITEM.c.link.is_(None))
-                .order_by(ingest.ITEM.c.link.nulls_first())
+                .where(tables.ITEM.c.link.like("https://ex.org/p%") | tables.ITEM.c.link.is_(None))
+                .order_by(tables.ITEM.c.link.nulls_first())
             ).all()
-            ours = select(ingest.ITEM.c.id).where(
-                ingest.ITEM.c.link.like("https://ex.org/p%") | ingest.ITEM.c.link.is_(None)
+            ours = select(tables.ITEM.c.id).where(
+                tables.ITEM.c.link.like("https://ex.org/p%") | tables.ITEM.c.link.is_(None)
             )
             tags = conn.execute(
-                select(func.count()).select_from(ingest.TAG).where(ingest.TAG.c.item_id.in_(ours))
+                select(func.count()).select_from(tables.TAG).where(tables.TAG.c.item_id.in_(ours))
             ).scalar_one()
         results.append(([dataclasses.astuple(c) for c in [*first, second]], [tuple(r) for r in items], tags))
     assert results[0] == results[1]
@@ -595,30 +619,32 @@ def test_postgres_stores_what_sqlite_stores(pg_engine: Engine, engine: Engine) -
 def test_postgres_failed_batch_rolls_back_and_the_next_one_works(pg_engine: Engine) -> None:
     """The staging tables are created inside the transaction: a failed batch takes them along, and
     the next batch on the same pooled connection must create them again."""
-    ingest.sync_feeds(pg_engine, [FeedSpec("http://127.0.0.1:1/rollback.xml", "R")])
+    db = Database.of(pg_engine)
+    ingest.sync_feeds(db, [FeedSpec("http://127.0.0.1:1/rollback.xml", "R")])
     fid = feed_ids(pg_engine)["R"]
-    before = count(pg_engine, ingest.ITEM)
+    before = count(pg_engine, tables.ITEM)
     bad = [(feed_update(fid), [entry("guid:r1", link="https://ex.org/r1")], [TAGS]), (feed_update(987654), (), ())]
-    with pytest.raises(IntegrityError):
-        ingest.apply_feed_results(pg_engine, bad, now=NOW)
-    assert count(pg_engine, ingest.ITEM) == before
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        ingest.apply_feed_results(db, bad, now=NOW)
+    assert len(db._idle) == 1  # rolled back and kept for the next batch
+    assert count(pg_engine, tables.ITEM) == before
     for _ in range(2):  # a fresh transaction, then one where the tables exist already
         res = ingest.apply_feed_result(
-            pg_engine, feed_update(fid), [entry("guid:r1", link="https://ex.org/r1")], [TAGS], now=NOW
+            db, feed_update(fid), [entry("guid:r1", link="https://ex.org/r1")], [TAGS], now=NOW
         )
     assert res == ingest.WriteCounts()  # the second time the entry is known
-    assert count(pg_engine, ingest.ITEM) == before + 1
+    assert count(pg_engine, tables.ITEM) == before + 1
 
 
 def test_nulls_and_flags_are_stored_as_sqlite_stores_them(engine: Engine) -> None:
     """The adapters registered for None and bool (tracker.store.db) store what sqlite3 always did."""
     fid = feed_ids(engine)["Feed A"]
     plain = Tags(relevant=False, score=0.0)
-    ingest.apply_feed_result(engine, feed_update(fid), [entry("guid:n", link=None)], [plain], now=NOW)
+    ingest.apply_feed_result(Database.of(engine), feed_update(fid), [entry("guid:n", link=None)], [plain], now=NOW)
     row = raw_rows(
         engine, "SELECT typeof(author), typeof(updated_at), typeof(link), relevant, typeof(relevant) FROM item"
     )
     assert row == [("null", "null", "null", 0, "integer")]
     with engine.begin() as conn:  # and through SQLAlchemy, on the same connections
-        conn.execute(update(ingest.ITEM).values(relevant=True, author=None))
+        conn.execute(update(tables.ITEM).values(relevant=True, author=None))
     assert raw_rows(engine, "SELECT relevant, typeof(author) FROM item") == [(1, "null")]

@@ -26,9 +26,10 @@ from sqlalchemy.engine import Engine
 
 from tracker.models import Entry, Evidence, Tags, TimelineEntry
 from tracker.store import baseline as baseline_store
-from tracker.store import ingest, schema
+from tracker.store import ingest, schema, tables
 from tracker.store import timeline_queries as tq
 from tracker.store.db import make_engine
+from tracker.store.dbapi import Database
 from tracker.store.ingest import FeedSpec, FeedUpdate
 from tracker.store.timeline_queries import Cursor, TaxonomyKey, TimelineFilter
 
@@ -143,10 +144,12 @@ def fresh_engine(path: Path | Engine, feeds: Sequence[tuple[str, str]] = FEEDS) 
     """The real schema, four feeds and the test baseline in a SQLite file (or an empty database)."""
     engine = path if isinstance(path, Engine) else make_engine(f"sqlite:///{path}")
     schema.upgrade(engine)
-    ingest.sync_feeds(engine, [FeedSpec(f"http://127.0.0.1:1/{n.replace(' ', '-')}.xml", n, lang) for n, lang in feeds])
+    ingest.sync_feeds(
+        Database.of(engine), [FeedSpec(f"http://127.0.0.1:1/{n.replace(' ', '-')}.xml", n, lang) for n, lang in feeds]
+    )
     baseline_store.load(engine, now=NOW, events=baseline_events())
     with engine.connect() as conn:
-        ids = {r.name: r.id for r in conn.execute(ingest.FEED.select())}
+        ids = {r.name: r.id for r in conn.execute(tables.FEED.select())}
     return engine, ids
 
 
@@ -169,7 +172,7 @@ def store(
         consecutive_failures=0 if outcome == "ok" else 2,
         elapsed=0.05,
     )
-    ingest.apply_feed_result(engine, upd, [p[0] for p in pairs], [p[1] for p in pairs], now=now)
+    ingest.apply_feed_result(Database.of(engine), upd, [p[0] for p in pairs], [p[1] for p in pairs], now=now)
 
 
 def seed(path: Path | Engine, n: int = 120, *, rng_seed: int = 7, now: datetime = NOW) -> Seeded:
@@ -233,7 +236,7 @@ def walk(engine: Engine, flt: TimelineFilter, *, order: tq.Order = "desc", limit
 def expected(seeded: Seeded, pred: object = None) -> list[str]:
     """The log computed in Python from what was stored (relevant items + baseline), newest first."""
     with seeded.engine.connect() as conn:
-        rows = list(conn.execute(ingest.ITEM.select().where(ingest.ITEM.c.relevant.is_(True))))
+        rows = list(conn.execute(tables.ITEM.select().where(tables.ITEM.c.relevant.is_(True))))
     keyed: list[tuple[Cursor, str, object]] = []
     for r in rows:
         keyed.append((Cursor(r.published_at, 1, r.id), f"i:{r.id}", r))
@@ -291,7 +294,7 @@ def test_source_language_and_date_filters(seeded: Seeded) -> None:
     with seeded.engine.connect() as conn:
         carried = {
             r.item_id
-            for r in conn.execute(ingest.SOURCE.select().where(ingest.SOURCE.c.feed_id == seeded.feed_ids["Meduza"]))
+            for r in conn.execute(tables.SOURCE.select().where(tables.SOURCE.c.feed_id == seeded.feed_ids["Meduza"]))
         }
     got = walk(seeded.engine, TimelineFilter(source="Meduza"))
     assert got == [i for i in expected(seeded) if i.startswith("i:") and int(i[2:]) in carried]
@@ -337,9 +340,9 @@ def _id_of(seeded: Seeded, i: int) -> int:
     with seeded.engine.connect() as conn:
         return int(
             conn.execute(
-                ingest.ITEM.select()
-                .with_only_columns(ingest.ITEM.c.id)
-                .where(ingest.ITEM.c.link == f"https://news.example/{i}")
+                tables.ITEM.select()
+                .with_only_columns(tables.ITEM.c.id)
+                .where(tables.ITEM.c.link == f"https://news.example/{i}")
             ).scalar_one()
         )
 

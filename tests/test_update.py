@@ -17,8 +17,9 @@ from sqlalchemy.engine import Engine
 from tracker.fetch import FetchSettings
 from tracker.models import FeedRequest, FetchResult
 from tracker.schedule import ScheduleSettings
-from tracker.store import ingest, queries, schema
+from tracker.store import ingest, queries, schema, tables
 from tracker.store.db import make_engine
+from tracker.store.dbapi import Database
 from tracker.store.ingest import ClaimedFeed, FeedSpec
 from tracker.update import Poller, Processed, decide
 
@@ -29,18 +30,18 @@ SCHEDULE = ScheduleSettings()
 def make_db(tmp_path: Path, urls: list[str]) -> Engine:
     engine = make_engine(f"sqlite:///{tmp_path / 'tracker.db'}")
     schema.upgrade(engine)
-    ingest.sync_feeds(engine, [FeedSpec(u, f"feed {i}") for i, u in enumerate(urls)])
+    ingest.sync_feeds(Database.of(engine), [FeedSpec(u, f"feed {i}") for i, u in enumerate(urls)])
     return engine
 
 
 def poll(engine: Engine, *, include_not_due: bool = True) -> object:
-    with Poller(engine, fetch=FAST, schedule=SCHEDULE, processes=0) as p:
+    with Poller(Database.of(engine), fetch=FAST, schedule=SCHEDULE, processes=0) as p:
         return asyncio.run(p.poll(include_not_due=include_not_due))
 
 
 def stored_guids(engine: Engine) -> list[str]:
     with engine.connect() as conn:
-        rows = conn.execute(select(ingest.SOURCE.c.dedup_key)).scalars().all()
+        rows = conn.execute(select(tables.SOURCE.c.dedup_key)).scalars().all()
     return [r.removeprefix("guid:") for r in rows]
 
 
@@ -94,7 +95,7 @@ def test_failures_are_recorded_per_feed_and_do_not_stop_others(tmp_path: Path) -
         for url in (urls[1], urls[3]):
             assert health[url]["next_due_at"] > now + timedelta(minutes=3)  # backed off
         with engine.connect() as conn:
-            assert conn.execute(select(func.count()).select_from(ingest.ITEM)).scalar_one() == 7
+            assert conn.execute(select(func.count()).select_from(tables.ITEM)).scalar_one() == 7
 
 
 def test_only_due_feeds_are_polled(tmp_path: Path) -> None:
@@ -119,7 +120,7 @@ def test_permanent_redirect_updates_the_stored_url(tmp_path: Path) -> None:
 @pytest.mark.parametrize("outcome", ["error", "not_modified", "ok"])
 def test_decide_counts_failures(outcome: str) -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    claimed = ClaimedFeed(FeedRequest(1, "http://x/"), "x", None, None, 2, 0.0, now - timedelta(hours=1))
+    claimed = ClaimedFeed(FeedRequest(1, "http://x/"), "x", None, None, 2, 0.0)
     result = FetchResult(feed_id=1, outcome=outcome, url="http://x/", status=500 if outcome == "error" else 200)  # type: ignore[arg-type]
     upd = decide(claimed, result, None if outcome != "ok" else _empty(), now=now, schedule=SCHEDULE, rand=0.5)
     assert upd.consecutive_failures == (3 if outcome == "error" else 0)
@@ -145,11 +146,11 @@ def test_feeds_yaml_taxonomy_overrides_reach_the_parse_workers(
 ) -> None:
     httpserver.expect_request("/wire.xml").respond_with_data(RSS, content_type="application/rss+xml")
     engine = make_db(tmp_path, [httpserver.url_for("/wire.xml")])
-    with Poller(engine, fetch=FAST, schedule=SCHEDULE, processes=1, taxonomy=overrides) as p:
+    with Poller(Database.of(engine), fetch=FAST, schedule=SCHEDULE, processes=1, taxonomy=overrides) as p:
         assert asyncio.run(p.poll(include_not_due=True)).new == 1  # type: ignore[attr-defined]
     with engine.connect() as conn:
         relevant, mediators, evidence = conn.execute(
-            select(ingest.ITEM.c.relevant, ingest.ITEM.c.mediators, ingest.ITEM.c.evidence)
+            select(tables.ITEM.c.relevant, tables.ITEM.c.mediators, tables.ITEM.c.evidence)
         ).one()
     assert relevant
     if overrides:
@@ -169,7 +170,7 @@ def test_a_slow_writer_holds_back_fetching(tmp_path: Path, monkeypatch: pytest.M
         engine = make_db(tmp_path, farm.urls())
         ahead: list[int] = []
         stored = 0
-        with Poller(engine, fetch=settings, schedule=SCHEDULE, processes=0) as p:
+        with Poller(Database.of(engine), fetch=settings, schedule=SCHEDULE, processes=0) as p:
             store_batch = p._store_batch
 
             def slow_store(batch: list[object]) -> object:

@@ -6,21 +6,22 @@ environment themselves, so tests can build their own with a temp database and co
 
 from __future__ import annotations
 
+import functools
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import Engine
-
-from tracker.config import Config, Settings, load_config
+from tracker.config import Config, ConfigError, Settings, load_config
 from tracker.schedule import ScheduleSettings
 from tracker.store import ingest, schema
-from tracker.store.db import make_engine
+from tracker.store.dbapi import Database
 from tracker.store.ingest import FeedSpec
 
 if TYPE_CHECKING:  # imported where used: `tracker check` and `tracker feeds` fetch nothing
+    from sqlalchemy.engine import Engine
+
     from tracker.fetch import FetchSettings
 
 log = logging.getLogger("tracker")
@@ -31,8 +32,18 @@ class App:
     settings: Settings
     config: Config
     config_path: Path
-    engine: Engine
-    database_url: str = field(default="")
+    db: Database  # the poller's plain connections (no SQLAlchemy: see tracker.store.dbapi)
+
+    @functools.cached_property
+    def engine(self) -> Engine:
+        """SQLAlchemy's engine on the same database, for queries, the web and migrations."""
+        from tracker.store.db import make_engine
+
+        return make_engine(self.db.url)
+
+    @property
+    def database_url(self) -> str:
+        return self.db.url
 
     @property
     def fetch_settings(self) -> FetchSettings:
@@ -53,8 +64,11 @@ def build(
     settings = settings or Settings()
     path = Path(config_path or settings.config)
     config = load_config(path)
-    url = database_url or settings.database_url
-    return App(settings=settings, config=config, config_path=path, engine=make_engine(url), database_url=url)
+    try:
+        db = Database(database_url or settings.database_url)
+    except ValueError as exc:
+        raise ConfigError(f"database URL: {exc}") from exc
+    return App(settings=settings, config=config, config_path=path, db=db)
 
 
 def fetch_settings(config: Config) -> FetchSettings:
@@ -93,14 +107,14 @@ def init(app: App) -> InitReport:
     from tracker.store import baseline as baseline_store  # only init loads the baseline
 
     before, after = schema.upgrade(app.engine)
-    added, changed, disabled = ingest.sync_feeds(app.engine, feed_specs(app.config))
+    added, changed, disabled = ingest.sync_feeds(app.db, feed_specs(app.config))
     events = baseline_store.load(app.engine, now=datetime.now(UTC))
     return InitReport(before, after, added, changed, disabled, events)
 
 
 def ensure_ready(app: App) -> None:
     """Upgrade an out-of-date schema and sync feeds; commands that write call this first."""
-    if schema.current_revision(app.engine) != schema.head_revision(app.engine):
+    if schema.current_revision(app.db) != schema.HEAD:
         init(app)
     else:
-        ingest.sync_feeds(app.engine, feed_specs(app.config))
+        ingest.sync_feeds(app.db, feed_specs(app.config))

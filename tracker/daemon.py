@@ -42,7 +42,9 @@ from tracker.app import App
 from tracker.config import Config, ConfigError, load_config
 from tracker.metrics import LIVENESS, METRICS, Liveness, Metrics
 from tracker.store import ingest
+from tracker.store.dbapi import Database
 from tracker.store.ingest import FeedUpdate, WriteCounts
+from tracker.store.tables import FEED, ITEM
 from tracker.tag import overrides_key
 from tracker.update import CycleSummary, Poller
 
@@ -135,13 +137,13 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-def release_stale_leases(engine: Engine, *, host: str | None = None) -> int:
+def release_stale_leases(engine: Engine, db: Database, *, host: str | None = None) -> int:
     """Release leases held by processes of this host that no longer run; returns the feeds freed.
 
     Leases of other hosts (PostgreSQL) are left alone: they expire on their own after ``update.LEASE``.
     """
     host = host or os.uname().nodename
-    feed = ingest.FEED
+    feed = FEED
     with engine.connect() as conn:
         rows = conn.execute(
             select(feed.c.lease_owner, func.count()).where(feed.c.lease_owner.is_not(None)).group_by(feed.c.lease_owner)
@@ -150,7 +152,7 @@ def release_stale_leases(engine: Engine, *, host: str | None = None) -> int:
     for owner, count in rows:
         owner_host, _, pid = str(owner).rpartition(":")
         if owner_host == host and pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
-            ingest.release_leases(engine, owner)
+            ingest.release_leases(db, owner)
             freed += int(count)
     return freed
 
@@ -317,12 +319,12 @@ class Daemon:
         assert self._stop_requested is not None
         started = time.perf_counter()
         await asyncio.to_thread(app_mod.ensure_ready, self.app)
-        freed = await asyncio.to_thread(release_stale_leases, self.app.engine)
+        freed = await asyncio.to_thread(release_stale_leases, self.app.engine, self.app.db)
         if freed:
             log.info("released %d feed leases left by a process that died", freed, extra={"feeds": freed})
         self._config_sig = self._config_signature()
         self.poller = Poller(
-            self.app.engine,
+            self.app.db,
             fetch=self.app.fetch_settings,
             schedule=self.app.schedule_settings,
             worker=self.worker,
@@ -375,7 +377,7 @@ class Daemon:
                 self._scheduler = None
             if self.poller is not None:
                 await asyncio.to_thread(self.poller.close)
-                await asyncio.to_thread(ingest.release_leases, self.app.engine, self.worker)
+                await asyncio.to_thread(ingest.release_leases, self.app.db, self.worker)
                 self.poller = None
             if self.web is not None:
                 await asyncio.to_thread(self.web.stop)
@@ -566,7 +568,7 @@ class Daemon:
 
     async def _maintenance_job(self) -> None:
         cutoff = datetime.now(UTC) - FETCH_LOG_KEEP
-        pruned = await asyncio.to_thread(ingest.prune_fetch_log, self.app.engine, older_than=cutoff)
+        pruned = await asyncio.to_thread(ingest.prune_fetch_log, self.app.db, older_than=cutoff)
         if pruned:
             log.info("pruned %d fetch log rows older than %s", pruned, cutoff.date(), extra={"event": "prune"})
 
@@ -604,7 +606,7 @@ class Daemon:
                 self.poller.schedule = new.schedule_settings()
                 self.poller.taxonomy = overrides_key(new.taxonomy)
             specs = app_mod.feed_specs(new)
-            added, changed, disabled = await asyncio.to_thread(ingest.sync_feeds, self.app.engine, specs)
+            added, changed, disabled = await asyncio.to_thread(ingest.sync_feeds, self.app.db, specs)
             await asyncio.to_thread(self._refresh_gauges)
             self.metrics.config_reloads.labels("ok").inc()
             log.info(
@@ -638,7 +640,7 @@ def _merge(total: CycleSummary, part: CycleSummary) -> None:
 
 def count_relevant(engine: Engine, feed_ids: list[int], since: datetime) -> int:
     """New relevant items these feeds brought in since ``since`` (each item counts for its first feed)."""
-    item = ingest.ITEM
+    item = ITEM
     n = 0
     with engine.connect() as conn:
         for i in range(0, len(feed_ids), ingest.CHUNK):
@@ -655,7 +657,7 @@ def count_relevant(engine: Engine, feed_ids: list[int], since: datetime) -> int:
 
 def feed_counts(engine: Engine) -> tuple[int, int]:
     """(failing, enabled) feeds: failing = enabled and the last fetch failed."""
-    feed = ingest.FEED
+    feed = FEED
     with engine.connect() as conn:
         row = conn.execute(
             select(

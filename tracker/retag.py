@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Engine
 
-from tracker.store.ingest import ITEM, TAG, evidence_json
+from tracker.store.ingest import evidence_json
 from tracker.store.ingest import tag_rows as tag_rows_for
+from tracker.store.tables import ITEM, TAG
 
 
 @dataclass

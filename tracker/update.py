@@ -29,15 +29,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy.engine import Engine
-
 from tracker.fetch import Fetcher, FetchSettings
 from tracker.memory import release_free_memory
 from tracker.models import Entry, FetchResult, ParsedFeed, Tags
 from tracker.schedule import ScheduleSettings, item_rate, next_due
 from tracker.store import ingest
+from tracker.store.dbapi import Database
 from tracker.store.ingest import ClaimedFeed, FeedUpdate, WriteCounts
-from tracker.tag import overrides_key, tagger_for
 
 log = logging.getLogger("tracker.update")
 
@@ -160,6 +158,7 @@ def process_document(
     """Parse, clean and tag one document (``taxonomy``: see ``tagger_for``).  Top-level so a
     process pool can pickle it."""
     from tracker.parse import parse_feed  # imported before the workers fork (make_process_pool)
+    from tracker.tag import tagger_for
 
     parsed = parse_feed(content, url=url, headers=headers, now=now)
     tagger = tagger_for(taxonomy)
@@ -208,9 +207,10 @@ def make_process_pool(workers: int | None = None, taxonomy: str = "") -> Executo
     the writer thread exists.
     """
     n = workers if workers is not None else min(2, os.cpu_count() or 1)
-    # The parser (feedparser, ftfy, nh3) is imported only here, when there is something to parse:
-    # a cycle of 304s never pays for it.
+    # The parser (feedparser, ftfy, nh3) and the tagger are imported only here, when there is
+    # something to parse: a cycle of 304s never pays for them.
     import tracker.parse  # noqa: F401
+    from tracker.tag import tagger_for
 
     if n <= 0:
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix="tracker-parse")
@@ -231,7 +231,7 @@ class Poller:
 
     def __init__(
         self,
-        engine: Engine,
+        db: Database,
         *,
         fetch: FetchSettings,
         schedule: ScheduleSettings,
@@ -242,14 +242,18 @@ class Poller:
         rand: Callable[[], float] = random.random,
     ) -> None:
         """``taxonomy``: feeds.yaml's overrides of the packaged taxonomy, applied to new items."""
-        self.engine = engine
+        self.db = db
         self.fetch_settings = fetch
         self.schedule = schedule
         self.worker = worker or f"{os.uname().nodename}:{os.getpid()}"
         self.clock = clock
         self.rand = rand
         self._processes = processes
-        self.taxonomy = overrides_key(taxonomy)  # assign a new key on reload: workers compile it once
+        self.taxonomy = ""  # the overrides as a key (tag.overrides_key): workers compile each once
+        if taxonomy:
+            from tracker.tag import overrides_key
+
+            self.taxonomy = overrides_key(taxonomy)
         self._pool: Executor | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tracker-writer")
         self.on_outcome: Callable[[str, FeedUpdate, WriteCounts], None] | None = None
@@ -294,7 +298,7 @@ class Poller:
         claimed = await loop.run_in_executor(
             self._writer,
             lambda: ingest.claim_due(
-                self.engine,
+                self.db,
                 now=self.clock(),
                 worker=self.worker,
                 lease=LEASE,
@@ -369,7 +373,7 @@ class Poller:
 
     def _store_batch(self, batch: list[_Pending]) -> list[WriteCounts]:
         rows = [(p.update, p.entries, p.tags) for p in batch]
-        return ingest.apply_feed_results(self.engine, rows, now=max(p.now for p in batch))
+        return ingest.apply_feed_results(self.db, rows, now=max(p.now for p in batch))
 
     async def _process(self, args: tuple[Any, ...]) -> Processed:
         loop = asyncio.get_running_loop()

@@ -99,6 +99,7 @@ def serve(a: object, options: object) -> int:
 
     from tracker.app import App
     from tracker.daemon import AlreadyRunning, Daemon, DaemonOptions, WebStartError
+    from tracker.store.dbapi import driver_errors
 
     assert isinstance(a, App) and isinstance(options, DaemonOptions)
     daemon = Daemon(a, options)
@@ -107,7 +108,7 @@ def serve(a: object, options: object) -> int:
     except (AlreadyRunning, WebStartError) as exc:
         log.error("tracker run: %s", exc, extra={"event": "refused"})
         return EXIT_RUNTIME
-    except SQLAlchemyError as exc:  # jobs catch their own errors: this is start-up (or the final lease release)
+    except (SQLAlchemyError, *driver_errors()) as exc:  # start-up or the final lease release: jobs catch their own
         log.error(
             "tracker run: cannot use the database %s: %s",
             a.engine.url.render_as_string(hide_password=True),

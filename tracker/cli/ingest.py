@@ -201,7 +201,7 @@ def poll(
         a = open_app(ctx)
         tracker_app.ensure_ready(a)
     with Poller(
-        a.engine,
+        a.db,
         fetch=a.fetch_settings,
         schedule=a.schedule_settings,
         processes=processes,

@@ -9,11 +9,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
 from tracker.models import TimelineEntry
-from tracker.store.tables import BaselineEvent
+from tracker.store.tables import BASELINE
 from tracker.timeline import BaselineEvent as BaselineSpec
 from tracker.timeline import load_baseline_events
-
-BASELINE = BaselineEvent.__table__  # type: ignore[attr-defined]
 
 
 def load(engine: Engine, *, now: datetime, events: Sequence[BaselineSpec | TimelineEntry] | None = None) -> int:

@@ -5,6 +5,8 @@ outcome are committed in one transaction, so a crash before the commit leaves th
 again in full; and (feed_id, dedup_key) is unique, so fetching again can never duplicate an item.
 Items are looked up and written in batches (one statement per kind per batch of feeds), through
 the DBAPI cursor with statements written out once: this path is the poller's serial bottleneck.
+Everything here is plain SQL on a driver connection (``tracker.store.dbapi``): the poller never
+imports SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -18,19 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
-
 from tracker.models import Entry, FeedRequest, Tags
-from tracker.store.tables import Feed, FetchLog, Item, ItemSource, ItemTag
-from tracker.store.types import pg_utc, sqlite_utc_text
-
-FEED = Feed.__table__  # type: ignore[attr-defined]
-ITEM = Item.__table__  # type: ignore[attr-defined]
-SOURCE = ItemSource.__table__  # type: ignore[attr-defined]
-TAG = ItemTag.__table__  # type: ignore[attr-defined]
-FETCH_LOG = FetchLog.__table__  # type: ignore[attr-defined]
+from tracker.store.dbapi import Database, pg_utc, sqlite_utc_text
 
 CHUNK = 400  # bound for IN (...) lists
 
@@ -56,7 +47,6 @@ class ClaimedFeed:
     interval_seconds: int | None
     consecutive_failures: int
     new_items_rate: float
-    last_fetched_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,61 +77,58 @@ class WriteCounts:
     linked: int = 0  # existing items newly seen in this feed (same article, another source)
 
 
-def _write(engine: Engine) -> Connection:
-    return engine.connect().execution_options(sqlite_immediate=True)
-
-
 # --- feeds -------------------------------------------------------------------------------------
 
+FEED_STATE = "SELECT id, url, config_url, name, language, interval_seconds, enabled, disabled_reason FROM feed"
+INSERT_FEED = (
+    "INSERT INTO feed (url, config_url, name, language, interval_seconds, enabled,"
+    " consecutive_failures, item_count, new_items_rate) VALUES (?, ?, ?, ?, ?, ?, 0, 0, 0.0)"
+)
+UPDATE_FEED_SPEC = "UPDATE feed SET name = ?, language = ?, interval_seconds = ?, enabled = ? WHERE id = ?"
 
-def sync_feeds(engine: Engine, specs: Sequence[FeedSpec]) -> tuple[int, int, int]:
+
+def sync_feeds(db: Database, specs: Sequence[FeedSpec]) -> tuple[int, int, int]:
     """Make the feed table match the config; returns (added, changed, disabled).
 
     Feeds are matched by the URL written in feeds.yaml (``config_url``) so that a feed whose stored
     URL moved after a 301 is still the same feed.  Feeds gone from the config are disabled, not
     deleted: their items stay in the log.
     """
-    added = changed = disabled = 0
-    with _write(engine) as conn, conn.begin():
-        rows = {r.config_url: r for r in conn.execute(select(FEED))}
-        by_url = {r.url: r for r in rows.values()}
+    added = changed = 0
+    with db.transaction() as conn, _Cursor(conn, db.pg) as cur:
+        rows = {r[2]: r for r in cur.rows(FEED_STATE)}
+        by_url = {r[1]: r for r in rows.values()}
         seen: set[int] = set()
+        inserts, updates = [], []
         for spec in specs:
             row = rows.get(spec.url) or by_url.get(spec.url)
-            values = {
-                "name": spec.name,
-                "language": spec.language,
-                "interval_seconds": spec.interval_seconds,
-                "enabled": spec.enabled and (row is None or row.disabled_reason is None),
-            }
             if row is None:
-                conn.execute(
-                    insert(FEED).values(
-                        url=spec.url,
-                        config_url=spec.url,
-                        consecutive_failures=0,
-                        item_count=0,
-                        new_items_rate=0.0,
-                        **values,
-                    )
-                )
-                added += 1
+                inserts.append((spec.url, spec.url, spec.name, spec.language, spec.interval_seconds, spec.enabled))
                 continue
-            seen.add(row.id)
-            if spec.enabled and row.disabled_reason and not row.enabled:
-                values["enabled"] = False  # 410 Gone stays disabled until removed by hand
-            if any(getattr(row, k) != v for k, v in values.items()):
-                conn.execute(update(FEED).where(FEED.c.id == row.id).values(**values))
-                changed += 1
-        stale = [r.id for r in rows.values() if r.id not in seen and r.enabled]
+            feed_id, _, _, name, language, interval, enabled, disabled_reason = row
+            seen.add(feed_id)
+            # 410 Gone stays disabled until removed from feeds.yaml by hand
+            values = (spec.name, spec.language, spec.interval_seconds, spec.enabled and disabled_reason is None)
+            if values != (name, language, interval, bool(enabled)):
+                updates.append((*values, feed_id))
+        cur.many(INSERT_FEED, inserts)
+        cur.many(UPDATE_FEED_SPEC, updates)
+        added, changed = len(inserts), len(updates)
+        stale = [r[0] for r in rows.values() if r[0] not in seen and r[6]]
         for chunk in _chunks(stale):
-            conn.execute(update(FEED).where(FEED.c.id.in_(chunk)).values(enabled=False))
-        disabled = len(stale)
-    return added, changed, disabled
+            cur.rows(f"UPDATE feed SET enabled = {_false(db)} WHERE id IN ({', '.join(['?'] * len(chunk))})", chunk)
+    return added, changed, len(stale)
+
+
+def _false(db: Database) -> str:
+    return "false" if db.pg else "0"
+
+
+CLAIM_COLUMNS = "id, url, etag, last_modified, name, language, interval_seconds, consecutive_failures, new_items_rate"
 
 
 def claim_due(
-    engine: Engine,
+    db: Database,
     *,
     now: datetime,
     worker: str,
@@ -155,52 +142,46 @@ def claim_due(
     so concurrent workers each get a disjoint set.  On SQLite a single daemon holds the database
     (see ``tracker.daemon``), and ``BEGIN IMMEDIATE`` serialises claims anyway.
     """
-    cond = [FEED.c.enabled.is_(True), or_(FEED.c.lease_until.is_(None), FEED.c.lease_until < now)]
-    if not include_not_due:
-        cond.append(or_(FEED.c.next_due_at.is_(None), FEED.c.next_due_at <= now))
-    query = (
-        select(
-            FEED.c.id,
-            FEED.c.url,
-            FEED.c.etag,
-            FEED.c.last_modified,
-            FEED.c.name,
-            FEED.c.language,
-            FEED.c.interval_seconds,
-            FEED.c.consecutive_failures,
-            FEED.c.new_items_rate,
-            FEED.c.last_fetched_at,
-        )
-        .where(and_(*cond))
-        .order_by(FEED.c.next_due_at.is_not(None), FEED.c.next_due_at, FEED.c.id)
-    )
-    if limit is not None:
-        query = query.limit(limit)
-    if engine.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    with _write(engine) as conn, conn.begin():
-        rows = conn.execute(query).all()
-        ids = [r.id for r in rows]
-        for chunk in _chunks(ids):
-            conn.execute(update(FEED).where(FEED.c.id.in_(chunk)).values(lease_owner=worker, lease_until=now + lease))
+    true = "true" if db.pg else "1"
+    query = f"SELECT {CLAIM_COLUMNS} FROM feed WHERE enabled = {true} AND (lease_until IS NULL OR lease_until < ?)"
+    params: list[object] = []
+    with db.transaction() as conn, _Cursor(conn, db.pg) as cur:
+        at = cur.dt(now)
+        params.append(at)
+        if not include_not_due:
+            query += " AND (next_due_at IS NULL OR next_due_at <= ?)"
+            params.append(at)
+        # never-polled feeds last, as ``ORDER BY next_due_at IS NOT NULL`` sorts false first
+        query += " ORDER BY next_due_at IS NOT NULL, next_due_at, id"
+        if limit is not None:
+            query += " LIMIT ?"
+            params.append(limit)
+        if db.pg:
+            query += " FOR UPDATE SKIP LOCKED"
+        rows = cur.rows(query, params)
+        until = cur.dt(now + lease)
+        for chunk in _chunks([r[0] for r in rows]):
+            cur.rows(
+                f"UPDATE feed SET lease_owner = ?, lease_until = ? WHERE id IN ({', '.join(['?'] * len(chunk))})",
+                [worker, until, *chunk],
+            )
     return [
         ClaimedFeed(
-            request=FeedRequest(r.id, r.url, r.etag, r.last_modified),
-            name=r.name,
-            language=r.language,
-            interval_seconds=r.interval_seconds,
-            consecutive_failures=r.consecutive_failures,
-            new_items_rate=r.new_items_rate,
-            last_fetched_at=r.last_fetched_at,
+            request=FeedRequest(feed_id, url, etag, last_modified),
+            name=name,
+            language=language,
+            interval_seconds=interval,
+            consecutive_failures=failures,
+            new_items_rate=rate,
         )
-        for r in rows
+        for feed_id, url, etag, last_modified, name, language, interval, failures, rate in rows
     ]
 
 
-def release_leases(engine: Engine, worker: str) -> None:
+def release_leases(db: Database, worker: str) -> None:
     """Give back what this worker still holds (on clean shutdown)."""
-    with _write(engine) as conn, conn.begin():
-        conn.execute(update(FEED).where(FEED.c.lease_owner == worker).values(lease_owner=None, lease_until=None))
+    with db.transaction() as conn, _Cursor(conn, db.pg) as cur:
+        cur.rows("UPDATE feed SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?", (worker,))
 
 
 # --- one batch of fetch results: the hot write path ------------------------------------------
@@ -213,7 +194,7 @@ def release_leases(engine: Engine, worker: str) -> None:
 
 
 def apply_feed_result(
-    engine: Engine,
+    db: Database,
     upd: FeedUpdate,
     entries: Sequence[Entry] = (),
     tags: Sequence[Tags] = (),
@@ -221,11 +202,11 @@ def apply_feed_result(
     now: datetime,
 ) -> WriteCounts:
     """Store one fetch: items, sources, tags, the feed's new state and a log line, atomically."""
-    return apply_feed_results(engine, [(upd, entries, tags)], now=now)[0]
+    return apply_feed_results(db, [(upd, entries, tags)], now=now)[0]
 
 
 def apply_feed_results(
-    engine: Engine,
+    db: Database,
     batch: Sequence[tuple[FeedUpdate, Sequence[Entry], Sequence[Tags]]],
     *,
     now: datetime,
@@ -237,14 +218,14 @@ def apply_feed_results(
     the batch's feeds are looked up and written together (one statement per kind per batch).
     """
     out = [WriteCounts()] * len(batch)
-    with _write(engine) as conn, conn.begin(), _Cursor(conn) as db:
+    with db.transaction() as conn, _Cursor(conn, db.pg) as cur:
         for indices in _rounds(batch):
             feeds = [(batch[i][0].feed_id, batch[i][1], batch[i][2]) for i in indices]
-            for i, counts in zip(indices, _write_round(db, feeds, now), strict=True):
+            for i, counts in zip(indices, _write_round(cur, feeds, now), strict=True):
                 out[i] = counts
-        _update_feeds(db, [(upd, c) for (upd, _, _), c in zip(batch, out, strict=True)])
-        at = db.dt
-        db.write(
+        _update_feeds(cur, [(upd, c) for (upd, _, _), c in zip(batch, out, strict=True)])
+        at = cur.dt
+        cur.write(
             INSERT_FETCH_LOG,
             [
                 (
@@ -362,23 +343,17 @@ class _Cursor:
     a long VALUES list costs SQLite about as much as running it).
 
     Fixed statements are written with ``?`` (sqlite3's qmark style) and rewritten to ``%s`` for
-    psycopg.  Driver errors come out as SQLAlchemy's ``DBAPIError`` subclasses, as they would from
-    ``Connection.execute``.
+    psycopg.  Driver errors come out as the driver raised them, noting the statement that failed.
     """
 
-    def __init__(self, conn: Connection) -> None:
-        name = conn.dialect.name
-        if name not in ("sqlite", "postgresql"):
-            raise NotImplementedError(f"the write path speaks SQLite and PostgreSQL, not {name}")
-        self.dialect = conn.dialect
-        self.pg = name == "postgresql"
-        self.dt: Callable[[datetime | None], object] = pg_utc if self.pg else sqlite_utc_text
-        raw: Any = conn.connection.dbapi_connection
+    def __init__(self, conn: Any, pg: bool) -> None:
+        self.pg = pg
+        self.dt: Callable[[datetime | None], object] = pg_utc if pg else sqlite_utc_text
         max_params = MAX_PARAMS
-        if not self.pg and hasattr(raw, "getlimit"):  # an old SQLite may allow only 999
-            max_params = min(MAX_PARAMS, raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+        if not pg and hasattr(conn, "getlimit"):  # an old SQLite may allow only 999
+            max_params = min(MAX_PARAMS, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
         self.max_params = max_params
-        self.cur: Any = raw.cursor()
+        self.cur: Any = conn.cursor()
         self.statement = ""
         self.pg_stages_ready = False
 
@@ -387,9 +362,8 @@ class _Cursor:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         self.cur.close()
-        error = self.dialect.loaded_dbapi.Error
-        if isinstance(exc, error):
-            raise DBAPIError.instance(self.statement[:2000], None, exc, error, dialect=self.dialect) from exc
+        if exc is not None and self.statement:
+            exc.add_note(f"while running: {self.statement[:2000]}")
 
     def _run(self, statement: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         self.statement = statement
@@ -813,14 +787,10 @@ def tag_rows(item_id: int, tag: Tags, published: datetime) -> list[dict[str, obj
     return [dict(zip(keys, row, strict=True)) for row in _tag_tuples(item_id, tag, published)]
 
 
-def prune_fetch_log(engine: Engine, *, older_than: datetime) -> int:
-    with _write(engine) as conn, conn.begin():
-        return conn.execute(delete(FETCH_LOG).where(FETCH_LOG.c.at < older_than)).rowcount or 0
-
-
-def count_items(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(ITEM)).scalar_one())
+def prune_fetch_log(db: Database, *, older_than: datetime) -> int:
+    with db.transaction() as conn, _Cursor(conn, db.pg) as cur:
+        cur.rows("DELETE FROM fetch_log WHERE at < ?", (cur.dt(older_than),))
+        return int(cur.cur.rowcount)
 
 
 def _chunks(values: list[Any], size: int = CHUNK) -> Iterable[list[Any]]:

@@ -26,14 +26,7 @@ from sqlalchemy.engine import Engine
 from tracker.digest import DigestFilter
 from tracker.models import TimelineEntry
 from tracker.store.queries import ITEM_LOG_COLUMNS, item_entries
-from tracker.store.tables import DigestPeriod, Feed, Item, ItemSource, ItemTag, Outbox
-
-PERIOD = DigestPeriod.__table__  # type: ignore[attr-defined]
-OUTBOX = Outbox.__table__  # type: ignore[attr-defined]
-ITEM = Item.__table__  # type: ignore[attr-defined]
-TAG = ItemTag.__table__  # type: ignore[attr-defined]
-SOURCE = ItemSource.__table__  # type: ignore[attr-defined]
-FEED = Feed.__table__  # type: ignore[attr-defined]
+from tracker.store.tables import FEED, ITEM, OUTBOX, PERIOD, SOURCE, TAG
 
 MAX_ITEMS = 300  # per digest; a longer email is not read (the web view has the rest)
 

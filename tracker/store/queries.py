@@ -10,12 +10,7 @@ from sqlalchemy import Row, select
 from sqlalchemy.engine import Connection, Engine
 
 from tracker.models import Evidence, TimelineEntry
-from tracker.store.tables import BaselineEvent, Feed, Item, ItemSource
-
-FEED = Feed.__table__  # type: ignore[attr-defined]
-ITEM = Item.__table__  # type: ignore[attr-defined]
-SOURCE = ItemSource.__table__  # type: ignore[attr-defined]
-BASELINE = BaselineEvent.__table__  # type: ignore[attr-defined]
+from tracker.store.tables import BASELINE, FEED, ITEM, SOURCE
 
 FEED_HEALTH_COLUMNS = (
     "id",

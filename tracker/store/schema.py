@@ -1,7 +1,8 @@
 """Create or upgrade the schema with Alembic; ``tracker init`` calls this.
 
-Alembic is imported only to migrate: every other command just compares the database's revision
-with ``HEAD`` (a test keeps ``HEAD`` equal to the newest migration), which saves start-up time.
+Alembic (and SQLAlchemy) are imported only to migrate: every other command just compares the
+database's revision with ``HEAD`` (a test keeps ``HEAD`` equal to the newest migration), which saves
+start-up time.
 """
 
 from __future__ import annotations
@@ -9,12 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import text
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
+from tracker.store.dbapi import Database
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy.engine import Engine
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 HEAD = "0001"  # the newest revision under tracker/migrations/versions
@@ -34,25 +34,28 @@ def upgrade(engine: Engine) -> tuple[str | None, str | None]:
     from alembic import command
 
     cfg = alembic_config(engine)
-    before = current_revision(engine)
+    db = Database.of(engine)
+    before = current_revision(db)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
-    return before, current_revision(engine)
+    after = current_revision(db)
+    db.close()
+    return before, after
 
 
-def current_revision(engine: Engine) -> str | None:
+def current_revision(db: Database) -> str | None:
     """The revision the database is at (None before the first migration)."""
-    with engine.connect() as conn:
-        try:
-            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        except DBAPIError:  # no alembic_version table yet
-            conn.rollback()
-            return None
-
-
-def head_revision(engine: Engine | None = None) -> str:
-    return HEAD
+    try:
+        with db.transaction(write=False) as conn:
+            cur = conn.cursor()
+            cur.execute("SELECT version_num FROM alembic_version")
+            row = cur.fetchone()
+    except Exception as exc:  # no alembic_version table yet (sqlite3 / psycopg say it their way)
+        if "alembic_version" not in str(exc):
+            raise
+        return None
+    return row[0] if row else None
 
 
 def migrations_head() -> str | None:

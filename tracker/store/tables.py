@@ -177,3 +177,14 @@ class Meta(SQLModel, table=True):
 
     key: str = Field(primary_key=True)
     value: str = Field(sa_column=Column(Text, nullable=False))
+
+
+# The Core tables, for queries written with SQLAlchemy Core.
+FEED = Feed.__table__  # type: ignore[attr-defined]
+ITEM = Item.__table__  # type: ignore[attr-defined]
+SOURCE = ItemSource.__table__  # type: ignore[attr-defined]
+TAG = ItemTag.__table__  # type: ignore[attr-defined]
+FETCH_LOG = FetchLog.__table__  # type: ignore[attr-defined]
+BASELINE = BaselineEvent.__table__  # type: ignore[attr-defined]
+PERIOD = DigestPeriod.__table__  # type: ignore[attr-defined]
+OUTBOX = Outbox.__table__  # type: ignore[attr-defined]

@@ -55,10 +55,8 @@ from tracker.store.queries import (
     item_entries,
     item_entry,
 )
-from tracker.store.tables import ItemTag
+from tracker.store.tables import TAG
 from tracker.store.types import UTCDateTime
-
-TAG = ItemTag.__table__  # type: ignore[attr-defined]
 
 Order = Literal["desc", "asc"]
 KeyKind = Literal["mediator", "obstacle"]

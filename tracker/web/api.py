@@ -101,7 +101,7 @@ async def admin_poll(state: State, all_feeds: bool = False) -> PollOut:
         from tracker.update import Poller
 
         a = state.app
-        poller = Poller(a.engine, fetch=a.fetch_settings, schedule=a.schedule_settings, processes=0)
+        poller = Poller(a.db, fetch=a.fetch_settings, schedule=a.schedule_settings, processes=0)
         try:
             summary = await poller.poll(include_not_due=all_feeds)
         finally:
