@@ -186,3 +186,23 @@ def test_a_slow_writer_holds_back_fetching(tmp_path: Path, monkeypatch: pytest.M
         assert summary.ok == 40 and summary.new == 80
         assert max(ahead) <= 4 + 3, ahead
         assert len(ahead) >= 5  # the writer really was the bottleneck: many small batches
+
+
+def test_results_arriving_one_by_one_share_transactions(tmp_path: Path) -> None:
+    """Group commit: a cycle of 304s (results trickling in) is stored in a few transactions, not one per feed."""
+    settings = FetchSettings(concurrency=2, per_host_concurrency=2, read_timeout=2, total_timeout=5)
+    with FeedFarm(feeds=40, items=2, latency=0.02) as farm:
+        engine = make_db(tmp_path, farm.urls())
+        with Poller(Database.of(engine), fetch=settings, schedule=SCHEDULE, processes=0) as p:
+            assert asyncio.run(p.poll(include_not_due=True)).ok == 40
+            store_batch = p._store_batch
+            sizes: list[int] = []
+
+            def counting_store(batch: list[object]) -> object:
+                sizes.append(len(batch))
+                return store_batch(batch)  # type: ignore[arg-type]
+
+            p._store_batch = counting_store  # type: ignore[method-assign]
+            summary = asyncio.run(p.poll(include_not_due=True))
+        assert summary.not_modified == 40
+        assert sum(sizes) == 40 and len(sizes) <= 12, sizes  # 2 results per 20 ms: ~5 per 50 ms wait

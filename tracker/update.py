@@ -74,6 +74,7 @@ WRITE_BATCH = 64  # feeds per transaction at most
 # Without a bound, fast fetches pile documents and parsed results up in memory in front of a slower
 # stage (the writer), and a cycle of 10,000 feeds would hold most of its documents at the same time.
 PIPELINE_EXTRA = 2 * WRITE_BATCH
+GROUP_COMMIT_WAIT = 0.05  # seconds a part-filled write batch waits for more results
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,6 +355,10 @@ class Poller:
                 finished = True
             else:
                 batch.append(item)
+                if self._queue.qsize() < WRITE_BATCH - 1:
+                    # Group commit: results arriving one by one (a cycle of 304s) would each pay
+                    # for a transaction; a moment's wait lets a few more share it.
+                    await asyncio.sleep(GROUP_COMMIT_WAIT)
             while not self._queue.empty() and len(batch) < WRITE_BATCH:
                 nxt = self._queue.get_nowait()
                 if nxt is None:
