@@ -103,12 +103,13 @@ def serve(a: object, options: object) -> int:
 
     assert isinstance(a, App) and isinstance(options, DaemonOptions)
     daemon = Daemon(a, options)
+    database_errors: tuple[type[Exception], ...] = (SQLAlchemyError, *driver_errors())
     try:
         return asyncio.run(daemon.run())
     except (AlreadyRunning, WebStartError) as exc:
         log.error("tracker run: %s", exc, extra={"event": "refused"})
         return EXIT_RUNTIME
-    except (SQLAlchemyError, *driver_errors()) as exc:  # start-up or the final lease release: jobs catch their own
+    except database_errors as exc:  # start-up or the final lease release: jobs catch their own
         log.error(
             "tracker run: cannot use the database %s: %s",
             a.engine.url.render_as_string(hide_password=True),
