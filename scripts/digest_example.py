@@ -41,7 +41,7 @@ from sqlalchemy import select
 
 from tracker import app as tracker_app
 from tracker import demo, mailer
-from tracker.config import Settings
+from tracker.settings import Settings
 from tracker.store import outbox
 from tracker.update import Poller
 

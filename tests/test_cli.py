@@ -133,7 +133,8 @@ def test_poll_start_up_imports_only_what_it_uses() -> None:
         "import tracker.update\n"
         "unused = ('rich', 'click', 'pygments', 'httpx._main', 'tracker.mailer', 'jinja2',\n"
         "          'feedparser', 'ftfy', 'tracker.parse', 'tracker.tag',  # a cycle of 304s parses nothing\n"
-        "          'sqlalchemy', 'sqlmodel', 'alembic')  # and writes through the driver (tracker.store.dbapi)\n"
+        "          'sqlalchemy', 'sqlmodel', 'alembic',  # it writes through the driver (tracker.store.dbapi)\n"
+        "          'pydantic_settings')  # and is given its config and database (TRACKER_CONFIG, --db)\n"
         "print(sorted(m for m in unused if m in sys.modules))\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -16,11 +16,11 @@ from tracker.config import (
     DigestConfig,
     FeedConfig,
     GlobalSettings,
-    Settings,
     _LineLoader,
     load_config,
     parse_config,
 )
+from tracker.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

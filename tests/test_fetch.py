@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import socket
+import ssl
 import time
 import tracemalloc
 import zlib
@@ -14,11 +15,12 @@ from email.utils import format_datetime
 
 import httpx
 import pytest
+import trustme
 from feedfarm import FeedFarm
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
-from tracker.fetch import Fetcher, FetchSettings, parse_max_age, parse_retry_after
+from tracker.fetch import Fetcher, FetchSettings, parse_max_age, parse_retry_after, shared_ssl_context
 from tracker.models import FeedRequest, FetchResult
 
 FAST = FetchSettings(connect_timeout=2, read_timeout=2, total_timeout=5)
@@ -74,9 +76,14 @@ def test_304_without_content_length_keeps_the_connection() -> None:
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal connections
         connections += 1
-        while await reader.readuntil(b"\r\n\r\n"):
-            writer.write(b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\n\r\n')
-            await writer.drain()
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\n\r\n')
+                await writer.drain()
+        except asyncio.IncompleteReadError:
+            pass
+        finally:
+            writer.close()
 
     async def go() -> list[FetchResult]:
         server = await asyncio.start_server(serve, "127.0.0.1", 0)
@@ -228,6 +235,26 @@ def test_connection_refused() -> None:
     r = fetch(f"http://127.0.0.1:{port}/feed.xml")
     assert r.outcome == "error" and r.status is None
     assert r.error == "connect error: Connection refused"
+
+
+def test_tls_context_is_loaded_only_for_https_and_errors_are_named(farm: FeedFarm) -> None:
+    shared_ssl_context.cache_clear()
+    assert fetch(farm.url(1)).outcome == "ok"
+    assert shared_ssl_context.cache_info().currsize == 0  # ~20 ms of CPU an all-http cycle does not spend
+    ca = trustme.CA()  # a CA the fetcher does not trust
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("localhost").configure_cert(server_ctx)
+    server = HTTPServer(host="localhost", port=0, ssl_context=server_ctx)
+    server.expect_request("/f").respond_with_data("<feed/>")
+    server.start()
+    try:
+        r = fetch(server.url_for("/f"))
+    finally:
+        server.clear()
+        server.stop()
+    assert r.outcome == "error" and r.error is not None
+    assert r.error.startswith("connect error: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+    assert shared_ssl_context.cache_info().currsize == 1
 
 
 @pytest.mark.parametrize("url", ["ftp://example.org/feed", "not a url", "http:///nohost"])

@@ -30,9 +30,9 @@ from sqlalchemy.engine import Engine
 
 from tracker import app as tracker_app
 from tracker import mailer
-from tracker.config import Settings
 from tracker.digest import DigestFilter, DigestSpec
 from tracker.models import Entry, Evidence, Tags
+from tracker.settings import Settings
 from tracker.store import ingest, outbox, schema, tables
 from tracker.store.db import make_engine
 from tracker.store.dbapi import Database

@@ -31,8 +31,8 @@ from test_timeline_queries import (
 )
 
 from tracker import app as tracker_app
-from tracker.config import Settings
 from tracker.models import Evidence, Tags
+from tracker.settings import Settings
 from tracker.store import timeline_queries as tq
 from tracker.store.timeline_queries import TimelineFilter
 from tracker.web import create_app

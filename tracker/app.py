@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tracker.config import Config, ConfigError, Settings, load_config
+from tracker.config import Config, ConfigError, load_config
 from tracker.schedule import ScheduleSettings
 from tracker.store import ingest, schema
 from tracker.store.dbapi import Database
@@ -23,16 +23,24 @@ if TYPE_CHECKING:  # imported where used: `tracker check` and `tracker feeds` fe
     from sqlalchemy.engine import Engine
 
     from tracker.fetch import FetchSettings
+    from tracker.settings import Settings
 
 log = logging.getLogger("tracker")
 
 
 @dataclass
 class App:
-    settings: Settings
     config: Config
     config_path: Path
     db: Database  # the poller's plain connections (no SQLAlchemy: see tracker.store.dbapi)
+
+    @functools.cached_property
+    def settings(self) -> Settings:
+        """TRACKER_* environment settings, read when first needed (a poll given its config and
+        database never needs them, nor pydantic-settings)."""
+        from tracker.settings import Settings
+
+        return Settings()
 
     @functools.cached_property
     def engine(self) -> Engine:
@@ -60,15 +68,22 @@ def build(
     database_url: str | None = None,
     settings: Settings | None = None,
 ) -> App:
-    """Read settings and feeds.yaml, open the database (raises ConfigError on a bad config)."""
-    settings = settings or Settings()
-    path = Path(config_path or settings.config)
+    """Read feeds.yaml and open the database (raises ConfigError on a bad config); the paths not
+    given come from ``settings`` (the environment's if None)."""
+    if settings is None and (config_path is None or database_url is None):
+        from tracker.settings import Settings
+
+        settings = Settings()
+    path = Path(config_path or settings.config)  # type: ignore[union-attr]
     config = load_config(path)
     try:
-        db = Database(database_url or settings.database_url)
+        db = Database(database_url or settings.database_url)  # type: ignore[union-attr]
     except ValueError as exc:
         raise ConfigError(f"database URL: {exc}") from exc
-    return App(settings=settings, config=config, config_path=path, db=db)
+    app = App(config=config, config_path=path, db=db)
+    if settings is not None:
+        app.settings = settings
+    return app
 
 
 def fetch_settings(config: Config) -> FetchSettings:

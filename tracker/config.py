@@ -19,12 +19,10 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tracker.schedule import ScheduleSettings
 
@@ -199,33 +197,6 @@ class Config(_Strict):
             max_interval=timedelta(seconds=s.max_interval),
             backoff_max=timedelta(seconds=s.backoff_max),
         )
-
-
-class Settings(BaseSettings):
-    """Deployment settings and secrets, from TRACKER_* environment variables (never from feeds.yaml)."""
-
-    model_config = SettingsConfigDict(env_prefix="TRACKER_", extra="ignore")
-
-    config: Path = Path("feeds.yaml")
-    database_url: str = "sqlite:///data/tracker.db"
-    smtp_host: str | None = None
-    smtp_port: int = 25
-    smtp_user: str | None = None
-    smtp_password: SecretStr | None = None
-    smtp_starttls: bool = False
-    smtp_ssl: bool = False
-    smtp_timeout: float = 30.0
-    mail_from: str = "tracker@localhost"
-    base_url: str = "http://127.0.0.1:8080"
-    web_host: str = "127.0.0.1"
-    web_port: int = 8080
-    admin_token: SecretStr | None = None
-    log_format: str = Field(default="text", pattern="^(text|json)$")
-    log_level: str = "INFO"
-
-
-def get_settings() -> Settings:
-    return Settings()
 
 
 # --- loading with line numbers ---------------------------------------------------------------

@@ -11,12 +11,12 @@ Why it is written around httpx rather than leaning on ``follow_redirects=True`` 
 * Limits: a semaphore per host (politeness) is taken *before* the global one, so feeds queued behind a
   busy host do not sit on global slots that other hosts could use.  The total timeout starts once the
   slots are held: waiting in our own queue is not the server being slow.
-* HTTP/1.1 keep-alive through httpx *transports* (connection pools), one set per host (``_HostPool``):
-  httpcore's pool bookkeeping grows quadratically with its connections (encode/httpx#3215), so small
-  per-host pools keep the CPU per request flat at any concurrency.  The ``AsyncClient`` layer is
+* HTTP/1.1 keep-alive through an httpx *transport* (connection pool) per host (``_HostPool``): our own
+  on asyncio and httptools (``tracker.transport``), as httpcore + h11 + anyio cost ~0.5 ms of CPU per
+  request; a whole 304 fetch now costs ~0.25 ms (bench/fetch.py).  The ``AsyncClient`` layer is
   skipped: cookies, auth and event hooks are nothing a feed fetch needs, and cost ~0.1 ms a request.
-  The pools run on asyncio streams directly, not through anyio (``tracker.transport``).
-  Idle connections of the ``keepalive_hosts`` most recently used hosts are kept.
+  Idle connections of the ``keepalive_hosts`` most recently used hosts are kept.  The TLS context is
+  loaded only when an https URL is fetched (it costs 20-30 ms of CPU).
 * Proxies come from ``FetchSettings.proxy`` only (environment variables are not read).
 """
 
@@ -55,9 +55,9 @@ from tracker import __version__  # noqa: E402  (after httpx, see above)
 from tracker.models import FeedRequest, FetchOutcome, FetchResult  # noqa: E402
 from tracker.transport import AsyncioTransport  # noqa: E402  (imports httpx too)
 
-try:  # httpcore runs `import sniffio` for every new connection; when it is absent, each failed import
-    import sniffio  # noqa: F401  walks sys.path (~0.8 ms CPU per connection).  Cache the miss: a None
-except ImportError:  # entry makes `import sniffio` fail at once, and httpcore/anyio then assume asyncio.
+try:  # httpcore (the proxy transport) runs `import sniffio` for every new connection; when it is absent,
+    import sniffio  # noqa: F401  each failed import walks sys.path (~0.8 ms CPU per connection).  Cache the
+except ImportError:  # miss: a None entry makes `import sniffio` fail at once; httpcore then assumes asyncio.
     sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -163,13 +163,15 @@ def _describe(exc: BaseException) -> str:
 
 
 def _describe_connect(exc: BaseException) -> str:
-    """The root cause of a connect failure ("Connection refused", a DNS error), not anyio's summary."""
+    """The root cause of a connect failure ("Connection refused", a DNS error, a TLS error)."""
     cause: BaseException | None = exc
     for _ in range(10):
         if cause is None:
             break
         if isinstance(cause, socket.gaierror):
             return f"DNS lookup failed: {cause.strerror or cause}"
+        if isinstance(cause, ssl.SSLError):  # its errno is OpenSSL's, not the OS's
+            return _describe(cause)
         if isinstance(cause, OSError) and cause.errno and cause.errno > 0:
             return os.strerror(cause.errno)
         cause = cause.__cause__ or cause.__context__
@@ -180,34 +182,19 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-LANE_CONNECTIONS = 8  # connections per httpcore pool; see _HostPool
 HostKey = tuple[str, str, int | None]  # scheme, host, port
 
 
 class _HostPool:
-    """One host's politeness slot and its connection pools ("lanes").
+    """One host's politeness slot and its connections."""
 
-    httpcore's pool rescans every connection — quadratically, with a socket poll each — on every
-    request: one shared pool of 50 connections costs ~8 ms CPU per request.  So each host gets its
-    own pools of at most ``LANE_CONNECTIONS``, and the CPU per request stays flat (~0.5 ms) whatever
-    the global or per-host concurrency.
-    """
+    __slots__ = ("key", "slot", "transport", "users")
 
-    __slots__ = ("busy", "key", "lanes", "slot", "users")
-
-    def __init__(self, key: HostKey, lanes: list[httpx.AsyncBaseTransport], per_host: int) -> None:
+    def __init__(self, key: HostKey, transport: httpx.AsyncBaseTransport, per_host: int) -> None:
         self.key = key
-        self.lanes = lanes
-        self.busy = [0] * len(lanes)
+        self.transport = transport
         self.slot = asyncio.Semaphore(per_host)
         self.users = 0  # fetches holding or waiting for this host; only unused hosts are closed
-
-    def lane(self) -> int:
-        """The least busy lane (call with ``slot`` held, so a lane never exceeds its connections)."""
-        busy = self.busy
-        i = busy.index(min(busy)) if len(busy) > 1 else 0
-        busy[i] += 1
-        return i
 
 
 @functools.cache
@@ -233,7 +220,8 @@ class Fetcher:
         self.settings = s = settings or FetchSettings()
         self.clock = clock
         self._shared_transport = transport
-        self._ssl: ssl.SSLContext | None = None  # the process-wide one, taken when first needed
+        n = s.per_host_concurrency
+        self._limits = httpx.Limits(max_connections=n, max_keepalive_connections=n, keepalive_expiry=s.keepalive_expiry)
         self._headers = {"User-Agent": s.user_agent, "Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"}
         self._extensions = {
             "timeout": httpx.Timeout(
@@ -261,27 +249,21 @@ class Fetcher:
         if self._shared_transport is not None:
             await self._shared_transport.aclose()
 
-    def _new_lanes(self) -> list[httpx.AsyncBaseTransport]:
+    def _new_transport(self, scheme: str) -> httpx.AsyncBaseTransport:
         if self._shared_transport is not None:
-            return [self._shared_transport]
-        s = self.settings
-        if self._ssl is None:
-            self._ssl = shared_ssl_context()
-        n = -(-s.per_host_concurrency // LANE_CONNECTIONS)
-        size = -(-s.per_host_concurrency // n)
-        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size, keepalive_expiry=s.keepalive_expiry)
-        if s.proxy:
-            return [
-                httpx.AsyncHTTPTransport(verify=self._ssl, limits=limits, http1=True, retries=0, proxy=s.proxy)
-                for _ in range(n)
-            ]
-        return [AsyncioTransport(ssl_context=self._ssl, limits=limits) for _ in range(n)]
+            return self._shared_transport
+        if self.settings.proxy:
+            return httpx.AsyncHTTPTransport(
+                verify=shared_ssl_context(), limits=self._limits, http1=True, retries=0, proxy=self.settings.proxy
+            )
+        return AsyncioTransport(ssl_context=shared_ssl_context() if scheme == "https" else None, limits=self._limits)
 
     def _acquire(self, url: httpx.URL) -> _HostPool:
         key = (url.scheme, url.host, url.port)
         pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[key] = _HostPool(key, self._new_lanes(), self.settings.per_host_concurrency)
+            transport = self._new_transport(url.scheme)
+            pool = self._pools[key] = _HostPool(key, transport, self.settings.per_host_concurrency)
         elif pool.users == 0:
             del self._idle[key]
         pool.users += 1
@@ -298,9 +280,8 @@ class Fetcher:
             await self._close(self._pools.pop(key))
 
     async def _close(self, pool: _HostPool) -> None:
-        for transport in pool.lanes:
-            if transport is not self._shared_transport:
-                await transport.aclose()
+        if pool.transport is not self._shared_transport:
+            await pool.transport.aclose()
 
     # -- one feed ---------------------------------------------------------------------------------
 
@@ -339,22 +320,18 @@ class Fetcher:
                         if started is None:
                             started = time.perf_counter()
                             deadline = loop.time() + s.total_timeout
-                        lane = pool.lane()
-                        try:
-                            async with asyncio.timeout_at(deadline):
-                                request = httpx.Request("GET", target, headers=headers, extensions=self._extensions)
-                                response = await pool.lanes[lane].handle_async_request(request)
-                                response.request = request
-                                try:
-                                    status = response.status_code
-                                    location = response.headers.get("location") if status in REDIRECTS else None
-                                    if location is None:
-                                        return await self._final(req, url, response, started, permanent and hops > 0)
-                                    await self._discard(response)
-                                finally:
-                                    await response.aclose()
-                        finally:
-                            pool.busy[lane] -= 1
+                        async with asyncio.timeout_at(deadline):
+                            request = httpx.Request("GET", target, headers=headers, extensions=self._extensions)
+                            response = await pool.transport.handle_async_request(request)
+                            response.request = request
+                            try:
+                                status = response.status_code
+                                location = response.headers.get("location") if status in REDIRECTS else None
+                                if location is None:
+                                    return await self._final(req, url, response, started, permanent and hops > 0)
+                                await self._discard(response)
+                            finally:
+                                await response.aclose()
                 finally:
                     await self._release(pool)
                 # a redirect: decide on the next hop outside the slots

@@ -1,150 +1,441 @@
-"""httpx's HTTP/1.1 transport on plain asyncio streams (no anyio in between).
+"""An HTTP/1.1 keep-alive transport for httpx on ``asyncio.Protocol`` and httptools (no httpcore, h11 or anyio).
 
-httpcore reaches asyncio through anyio.  For a poller that makes thousands of small requests
-(mostly 304s) that layer was a large share of the CPU per request: a cancel scope around every read
-and write, and each time the pool asks whether an idle connection is still usable, a dictionary of
-socket attributes built with a ``getpeername()`` system call.  httpcore lets the network layer be
-replaced (``network_backend``); this module is that layer on asyncio's own streams, and a transport
-that is httpx's own with that backend plugged in.  Proxies keep httpx's stock transport.
+A poll cycle is mostly small conditional GETs answered 304, so the fetch stage costs what the client
+spends per request.  Through httpcore that was ~0.5 ms of CPU: h11's parser in Python, anyio's locks
+and cancel scopes around every read and write, and a pool that rescans its connections on every
+request (encode/httpx#3215).  Here the socket's bytes go straight into llhttp (httptools, as in
+uvicorn), a wait is one future with one timer, and each (scheme, host, port) has a small pool of idle
+connections, most recently used first: ~0.15 ms per request, the kernel's share included.
+
+It does what a feed reader needs: HTTP/1.1 with keep-alive, TLS, bodies handed to the caller as they
+arrive (still content-encoded; reading pauses while more than ``MAX_BUFFER`` bytes wait unread), and
+httpx's timeouts and exceptions.  No HTTP/2, no proxies (Fetcher keeps httpx's stock transport for a
+proxy), no pipelining.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import collections
 import ssl
-from collections.abc import Iterable
-from typing import Any
+import sys
+from collections.abc import AsyncIterator
 
-import httpcore
+import httptools
 import httpx
 
-SocketOption = Any  # httpcore's SOCKET_OPTION tuples
+MAX_BUFFER = 256 * 1024  # unread body bytes at which reading from the socket pauses
+Key = tuple[str, str, int]  # scheme, host, port
+Timeouts = dict[str, float | None]
 
 
-class AsyncioStream(httpcore.AsyncNetworkStream):
-    """One TCP (or TLS) connection; errors come out as httpcore's exceptions, as httpcore expects."""
+class _Connection(asyncio.Protocol):
+    """One TCP or TLS connection, and the response being received on it (``parser`` set meanwhile)."""
 
-    __slots__ = ("_reader", "_writer")
+    __slots__ = (
+        "buffered",
+        "chunks",
+        "done",
+        "error",
+        "head",
+        "headers",
+        "idle_since",
+        "keep_alive",
+        "lost",
+        "parser",
+        "pool",
+        "reading",
+        "reason",
+        "received",
+        "requests",
+        "status",
+        "transport",
+        "version",
+        "waiter",
+        "writing",
+    )
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
+    transport: asyncio.Transport
 
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        try:
-            async with asyncio.timeout(timeout):
-                return await self._reader.read(max_bytes)
-        except TimeoutError as exc:
-            raise httpcore.ReadTimeout(str(exc) or "read timed out") from exc
-        except OSError as exc:
-            raise httpcore.ReadError(str(exc) or type(exc).__name__) from exc
+    def __init__(self, pool: _Pool) -> None:
+        self.pool = pool
+        self.parser: httptools.HttpResponseParser | None = None
+        self.requests = 0
+        self.head = False  # the request is HEAD: the response ends with its headers
+        self.received = False  # any byte of the response arrived
+        self.status = 0  # 0 until the final status line and headers are in
+        self.reason = b""
+        self.version = ""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.chunks: list[bytes] = []
+        self.buffered = 0
+        self.done = False  # the whole response is in
+        self.keep_alive = False  # the connection may carry another request (once done)
+        self.error: httpx.TransportError | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.reading = True
+        self.writing = True
+        self.lost = False
+        self.idle_since = 0.0
 
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        if not buffer:
+    # -- asyncio callbacks --------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.pool.conns.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.keep_alive = False
+        self.pool.conns.discard(self)
+        if self.parser is not None and not self.done:
+            if self.status and exc is None and self._ends_at_close():
+                self.done = True
+            elif exc is not None:
+                self.error = httpx.ReadError(str(exc) or type(exc).__name__)
+                self.error.__cause__ = exc
+            elif not self.received:
+                self.error = httpx.RemoteProtocolError("Server disconnected without sending a response.")
+            else:
+                self.error = httpx.RemoteProtocolError("peer closed connection without sending complete message")
+        self._wake()
+
+    def data_received(self, data: bytes) -> None:
+        self.received = True
+        parser = self.parser
+        if parser is None or self.done:  # bytes nobody asked for: this connection is done with
+            if parser is None and not self.transport.is_closing():
+                self.close()
+            self.keep_alive = False
             return
         try:
-            async with asyncio.timeout(timeout):
-                self._writer.write(buffer)
-                await self._writer.drain()
-        except TimeoutError as exc:
-            raise httpcore.WriteTimeout(str(exc) or "write timed out") from exc
-        except OSError as exc:
-            raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
+            parser.feed_data(data)
+        except httptools.HttpParserUpgrade:  # 101 Switching Protocols: the response ended there
+            self.keep_alive = False
+        except httptools.HttpParserError as exc:
+            self.keep_alive = False
+            if not self.done:
+                self.error = httpx.RemoteProtocolError(str(exc) or type(exc).__name__)
+        self._wake()
+
+    def pause_writing(self) -> None:
+        self.writing = False
+
+    def resume_writing(self) -> None:
+        self.writing = True
+        self._wake()
+
+    # -- httptools callbacks ------------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.done:  # more bytes after the response: stop parsing, and never reuse the connection
+            raise httptools.HttpParserError("data after the response")
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason = reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        assert parser is not None
+        status = parser.get_status_code()
+        if status < 200 and status != 101:  # an interim response (100 Continue, 103 Early Hints)
+            self.headers = []
+            return
+        self.status = status
+        self.version = parser.get_http_version()
+        self.keep_alive = parser.should_keep_alive()
+        if self.head:
+            self.done = True
+
+    def on_body(self, body: bytes) -> None:
+        if self.done:  # a body after HEAD's headers
+            self.keep_alive = False
+            return
+        self.chunks.append(body)
+        self.buffered += len(body)
+        if self.buffered > MAX_BUFFER and self.reading:
+            self.reading = False
+            self.transport.pause_reading()
+
+    def on_message_complete(self) -> None:
+        if self.status:  # not the end of an interim response
+            self.done = True
+
+    # -- used by the pool and the body stream -------------------------------------------------------
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _ends_at_close(self) -> bool:
+        """Whether the body is delimited by the connection's end (no Content-Length, not chunked)."""
+        fields = {name.lower(): value for name, value in self.headers}
+        coding = fields.get(b"transfer-encoding")
+        if coding is not None:
+            return not coding.rstrip().lower().endswith(b"chunked")
+        return b"content-length" not in fields
+
+    async def wait(self, timeout: float | None, error: type[httpx.TimeoutException]) -> None:
+        """Until the socket or the parser has news, or raise ``error`` after ``timeout`` seconds without."""
+        loop = self.pool.loop
+        waiter = self.waiter = loop.create_future()
+        timer = None if timeout is None else loop.call_later(timeout, _expire, waiter, error)
+        try:
+            await waiter
+        finally:
+            self.waiter = None
+            if timer is not None:
+                timer.cancel()
+
+    async def exchange(self, data: bytes, head: bool, timeouts: Timeouts) -> httpx.Response:
+        """Send one request and wait for its response's headers."""
+        self.parser = httptools.HttpResponseParser(self)
+        self.requests += 1
+        self.head = head
+        self.received = self.done = False
+        self.status = self.buffered = 0
+        self.headers = []
+        self.chunks = []
+        self.error = None
+        if self.lost:  # since it was handed over
+            raise httpx.WriteError("connection closed by the server")
+        self.transport.write(data)
+        while not self.writing:
+            if self.error is not None:
+                raise httpx.WriteError(str(self.error)) from self.error
+            await self.wait(timeouts.get("write"), httpx.WriteTimeout)
+        read = timeouts.get("read")
+        while not self.status:
+            if self.error is not None:
+                raise self.error
+            await self.wait(read, httpx.ReadTimeout)
+        return httpx.Response(
+            self.status,
+            headers=self.headers,
+            stream=_Body(self, read),
+            extensions={"http_version": b"HTTP/" + self.version.encode(), "reason_phrase": self.reason},
+        )
+
+    def close(self) -> None:
+        """Close now (a TLS connection sends close_notify but does not wait for the server's)."""
+        self.keep_alive = False
+        if self.parser is not None and not self.done and self.error is None:  # a response still streaming
+            self.error = httpx.ReadError("connection closed")
+            self._wake()
+        self.parser = None
+        self.transport.close()
+        if self.pool.key[0] == "https":
+            self.transport.abort()
+
+
+def _expire(waiter: asyncio.Future[None], error: type[httpx.TimeoutException]) -> None:
+    if not waiter.done():
+        waiter.set_exception(error("timed out"))
+
+
+class _Body(httpx.AsyncByteStream):
+    """A response body as it arrives; closing it gives the connection back (or closes it, if unfinished)."""
+
+    def __init__(self, conn: _Connection, read_timeout: float | None) -> None:
+        self._conn: _Connection | None = conn
+        self._read_timeout = read_timeout
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        conn = self._conn
+        while conn is not None:
+            if conn.chunks:
+                chunks = conn.chunks
+                conn.chunks = []
+                conn.buffered = 0
+                if not conn.reading:
+                    conn.reading = True
+                    conn.transport.resume_reading()
+                yield chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            elif conn.done:
+                return
+            elif conn.error is not None:
+                raise conn.error
+            else:
+                await conn.wait(self._read_timeout, httpx.ReadTimeout)
 
     async def aclose(self) -> None:
-        self._writer.close()
-        # A plain socket is closed within a loop iteration; a TLS peer may never answer close_notify
-        # (asyncio then finishes the shutdown in the background), and pools close idle connections
-        # on a fetch's path: wait briefly, never long.
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._writer.wait_closed(), 0.1)
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.pool.release(conn)
 
-    async def start_tls(
-        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
-    ) -> httpcore.AsyncNetworkStream:
+
+class _Pool:
+    """The connections to one (scheme, host, port)."""
+
+    __slots__ = ("conns", "count", "idle", "key", "loop", "owner", "waiters")
+
+    def __init__(self, owner: AsyncioTransport, key: Key) -> None:
+        self.owner = owner
+        self.key = key
+        self.loop = asyncio.get_running_loop()
+        self.conns: set[_Connection] = set()  # every connection until it is lost (for aclose)
+        self.idle: list[_Connection] = []  # most recently used last
+        self.count = 0  # connections open or being opened, idle ones included
+        self.waiters: collections.deque[asyncio.Future[_Connection | None]] = collections.deque()
+
+    async def acquire(self, timeouts: Timeouts, fresh: bool) -> _Connection:
+        """An idle connection (unless ``fresh``), a new one, or the first to become free."""
+        idle = self.idle
+        if idle:
+            oldest = self.loop.time() - self.owner.keepalive_expiry
+            while idle and idle[0].idle_since < oldest:
+                self.drop(idle.pop(0))
+            while idle and not fresh:
+                conn = idle.pop()
+                if conn.keep_alive:
+                    return conn
+                self.drop(conn)
+            if idle and self.count >= self.owner.max_connections:
+                self.drop(idle.pop(0))  # make room for the new connection
+        if self.count < self.owner.max_connections:
+            self.count += 1
+            return await self._connect(timeouts.get("connect"))
+        waiter: asyncio.Future[_Connection | None] = self.loop.create_future()
+        self.waiters.append(waiter)
+        try:
+            async with asyncio.timeout(timeouts.get("pool")):
+                handed = await waiter
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled():  # handed over just as the wait ended
+                late = waiter.result()
+                if late is None:
+                    self._free_slot()
+                else:
+                    self.release(late)
+            else:
+                waiter.cancel()
+            if isinstance(exc, TimeoutError):
+                raise httpx.PoolTimeout("timed out waiting for a connection") from exc
+            raise
+        return handed if handed is not None else await self._connect(timeouts.get("connect"))
+
+    async def _connect(self, timeout: float | None) -> _Connection:
+        """A new connection, its slot in ``count`` already taken."""
+        scheme, host, port = self.key
+        context = self.owner.ssl_context() if scheme == "https" else None
         try:
             async with asyncio.timeout(timeout):
-                await self._writer.start_tls(ssl_context, server_hostname=server_hostname)
-        except TimeoutError as exc:
-            await self.aclose()
-            raise httpcore.ConnectTimeout(str(exc) or "TLS handshake timed out") from exc
-        except (OSError, ssl.SSLError) as exc:
-            await self.aclose()
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
-        return self
-
-    def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable":
-            # Asked of an idle keep-alive connection: asyncio has already read whatever the server sent,
-            # so "readable" means the server closed it (EOF) or the transport is going away.
-            return self._reader.at_eof() or self._writer.transport.is_closing()
-        if info == "ssl_object":
-            return self._writer.get_extra_info("ssl_object")
-        if info == "client_addr":
-            return self._writer.get_extra_info("sockname")
-        if info == "server_addr":
-            return self._writer.get_extra_info("peername")
-        if info == "socket":
-            return self._writer.get_extra_info("socket")
-        return None
-
-
-class AsyncioBackend(httpcore.AsyncNetworkBackend):
-    """Opens connections for httpcore's pool with ``asyncio.open_connection``."""
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[SocketOption] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        try:
-            async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(
-                    host, port, local_addr=(local_address, 0) if local_address else None
+                _, conn = await self.loop.create_connection(
+                    lambda: _Connection(self), host, port, ssl=context, server_hostname=host if context else None
                 )
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(str(exc) or "connect timed out") from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
-        for option in socket_options or ():
-            writer.get_extra_info("socket").setsockopt(*option)
-        return AsyncioStream(reader, writer)
+        except BaseException as exc:
+            self._free_slot()
+            if isinstance(exc, TimeoutError):
+                raise httpx.ConnectTimeout("timed out connecting") from exc
+            if isinstance(exc, OSError):  # ssl.SSLError included
+                raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
+            raise
+        return conn
 
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[SocketOption] | None = None
-    ) -> httpcore.AsyncNetworkStream:
-        try:
-            async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_unix_connection(path)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(str(exc) or "connect timed out") from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
-        return AsyncioStream(reader, writer)
+    def release(self, conn: _Connection) -> None:
+        """Keep ``conn`` for the next request if its response is all in and the server allows it."""
+        if not (conn.done and conn.keep_alive):
+            self.drop(conn)
+            return
+        conn.parser = None
+        conn.chunks = []
+        if not conn.reading:
+            conn.reading = True
+            conn.transport.resume_reading()
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        conn.idle_since = self.loop.time()
+        self.idle.append(conn)
 
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+    def drop(self, conn: _Connection) -> None:
+        conn.close()
+        self._free_slot()
+
+    def _free_slot(self) -> None:
+        self.count -= 1
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                self.count += 1
+                waiter.set_result(None)
+                return
 
 
-class AsyncioTransport(httpx.AsyncHTTPTransport):
-    """httpx's HTTP/1.1 transport with the connection pool on ``AsyncioBackend``.
+class AsyncioTransport(httpx.AsyncBaseTransport):
+    """HTTP/1.1 over pooled keep-alive connections, one pool per (scheme, host, port).
 
-    Only the pool differs from ``httpx.AsyncHTTPTransport`` (which builds it in ``__init__`` and
-    offers no way to pass a network backend); requests, responses and error mapping are httpx's.
+    ``limits``: ``max_connections`` per pool and ``keepalive_expiry``; idle connections are at most
+    ``max_connections``, so ``max_keepalive_connections`` is not used.  ``ssl_context`` is used for
+    https (httpx's default context, made when first needed, if None).
     """
 
-    def __init__(self, *, ssl_context: ssl.SSLContext, limits: httpx.Limits) -> None:
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            http1=True,
-            http2=False,
-            retries=0,
-            network_backend=AsyncioBackend(),
-        )
+    def __init__(self, *, ssl_context: ssl.SSLContext | None = None, limits: httpx.Limits | None = None) -> None:
+        limits = limits or httpx.Limits()
+        self._ssl_context = ssl_context
+        self.max_connections = limits.max_connections or sys.maxsize
+        self.keepalive_expiry = limits.keepalive_expiry if limits.keepalive_expiry is not None else float("inf")
+        self._pools: dict[Key, _Pool] = {}
+
+    def ssl_context(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            self._ssl_context = httpx.create_ssl_context()
+        return self._ssl_context
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        scheme = url.scheme
+        if scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
+        key = (scheme, url.raw_host.decode("ascii"), url.port or (443 if scheme == "https" else 80))
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = _Pool(self, key)
+        data = await _serialise(request)
+        timeouts: Timeouts = request.extensions.get("timeout", {})
+        head = request.method == "HEAD"
+        fresh = False
+        while True:
+            conn = await pool.acquire(timeouts, fresh)
+            reused = conn.requests > 0
+            try:
+                return await conn.exchange(data, head, timeouts)
+            except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):
+                pool.drop(conn)
+                # the server closed an idle connection just as it was reused: once more, on a new one
+                if fresh or not reused or conn.received:
+                    raise
+                fresh = True
+            except BaseException:
+                pool.drop(conn)
+                raise
+
+    async def aclose(self) -> None:
+        conns = [conn for pool in self._pools.values() for conn in pool.conns]
+        self._pools.clear()
+        for conn in conns:
+            conn.close()
+        if conns:
+            await asyncio.sleep(0)  # asyncio closes the sockets in its next round of callbacks
+
+
+async def _serialise(request: httpx.Request) -> bytes:
+    """The request as sent: request line, headers as httpx made them (Host included), then the body."""
+    lines = [b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), request.url.raw_path)]
+    lines += [b"%s: %s\r\n" % field for field in request.headers.raw]
+    lines.append(b"\r\n")
+    try:
+        lines.append(request.content)
+    except httpx.RequestNotRead:  # streamed content, which httpx frames as chunked unless given a length
+        body = await request.aread()
+        if "chunked" in request.headers.get("transfer-encoding", "").lower():
+            body = (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + b"0\r\n\r\n"
+        lines.append(body)
+    return b"".join(lines)

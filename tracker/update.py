@@ -349,15 +349,17 @@ class Poller:
         loop = asyncio.get_running_loop()
         finished = False
         while not finished:
+            idle = self._queue.empty()
             item = await self._queue.get()
             batch: list[_Pending] = []
             if item is None:
                 finished = True
             else:
                 batch.append(item)
-                if self._queue.qsize() < WRITE_BATCH - 1:
-                    # Group commit: results arriving one by one (a cycle of 304s) would each pay
-                    # for a transaction; a moment's wait lets a few more share it.
+                if idle and self._queue.qsize() < WRITE_BATCH - 1:
+                    # Group commit: the writer keeps up, so results arrive one by one (a cycle of
+                    # 304s) and would each pay for a transaction; a moment's wait lets more share it.
+                    # A writer that is behind never waits: its queue holds the next batch already.
                     await asyncio.sleep(GROUP_COMMIT_WAIT)
             while not self._queue.empty() and len(batch) < WRITE_BATCH:
                 nxt = self._queue.get_nowait()

@@ -26,7 +26,7 @@ class LogFormat(StrEnum):
 
 def _env_settings() -> tuple[str, str, str, int]:
     """(log_format, log_level, web_host, web_port) from TRACKER_* (exit 2 if they are invalid)."""
-    from tracker.config import Settings
+    from tracker.settings import Settings
 
     try:
         s = Settings()

@@ -163,9 +163,10 @@ def _ts(value: Any) -> str:
 def feeds_import(ctx: typer.Context, file: Path = typer.Argument(..., exists=True, dir_okay=False)) -> None:
     """Add the feeds of an OPML file to feeds.yaml (existing URLs are skipped, comments kept)."""
     from tracker.opml import append_feeds, feeds_from_opml
+    from tracker.settings import Settings
 
     g = globals_of(ctx)
-    path = Path(g.config_path or tracker_app.Settings().config)
+    path = Path(g.config_path or Settings().config)
     try:
         found = feeds_from_opml(file.read_bytes())
         added = append_feeds(path, found)

@@ -18,7 +18,8 @@ err = Console(stderr=True)
 
 def _tagger(ctx: typer.Context) -> Any:
     """The tagger with feeds.yaml's taxonomy overrides when a config is at hand."""
-    from tracker.config import ConfigError, Settings, load_config
+    from tracker.config import ConfigError, load_config
+    from tracker.settings import Settings
     from tracker.tag import overrides_key, tagger_for
 
     g = globals_of(ctx)
