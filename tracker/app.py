@@ -13,15 +13,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tracker.config import Config, ConfigError, load_config
+from tracker import pollconfig
+from tracker.errors import ConfigError
 from tracker.schedule import ScheduleSettings
 from tracker.store import ingest, schema
 from tracker.store.dbapi import Database
-from tracker.store.ingest import FeedSpec
 
 if TYPE_CHECKING:  # imported where used: `tracker check` and `tracker feeds` fetch nothing
     from sqlalchemy.engine import Engine
 
+    from tracker.config import Config
     from tracker.fetch import FetchSettings
     from tracker.settings import Settings
 
@@ -30,9 +31,21 @@ log = logging.getLogger("tracker")
 
 @dataclass
 class App:
-    config: Config
     config_path: Path
     db: Database  # the poller's plain connections (no SQLAlchemy: see tracker.store.dbapi)
+
+    @functools.cached_property
+    def config(self) -> Config:
+        """feeds.yaml, validated (``build`` does it at once unless asked not to)."""
+        from tracker.config import load_config
+
+        return load_config(self.config_path)
+
+    @functools.cached_property
+    def poll_config(self) -> pollconfig.Loaded:
+        """What polling needs from feeds.yaml: remembered from an earlier run while the file is
+        unchanged, so a poll need not import pydantic (tracker.pollconfig)."""
+        return pollconfig.load(self.config_path, self.db, lambda: self.config)
 
     @functools.cached_property
     def settings(self) -> Settings:
@@ -53,13 +66,18 @@ class App:
     def database_url(self) -> str:
         return self.db.url
 
+    def replace_config(self, config: Config) -> None:
+        """A reloaded feeds.yaml (the daemon's SIGHUP); what was derived from the old one goes."""
+        self.config = config
+        self.__dict__.pop("poll_config", None)
+
     @property
     def fetch_settings(self) -> FetchSettings:
-        return fetch_settings(self.config)
+        return self.poll_config.config.fetch
 
     @property
     def schedule_settings(self) -> ScheduleSettings:
-        return schedule_settings(self.config)
+        return self.poll_config.config.schedule
 
 
 def build(
@@ -67,44 +85,28 @@ def build(
     config_path: Path | str | None = None,
     database_url: str | None = None,
     settings: Settings | None = None,
+    validate: bool = True,
 ) -> App:
-    """Read feeds.yaml and open the database (raises ConfigError on a bad config); the paths not
-    given come from ``settings`` (the environment's if None)."""
+    """Read and validate feeds.yaml (raises ConfigError on a bad config; ``validate=False``: when
+    first needed) and open the database; the paths not given come from ``settings`` (the
+    environment's if None)."""
     if settings is None and (config_path is None or database_url is None):
         from tracker.settings import Settings
 
         settings = Settings()
     path = Path(config_path or settings.config)  # type: ignore[union-attr]
-    config = load_config(path)
     try:
         db = Database(database_url or settings.database_url)  # type: ignore[union-attr]
     except ValueError as exc:
         raise ConfigError(f"database URL: {exc}") from exc
-    app = App(config=config, config_path=path, db=db)
+    app = App(config_path=path, db=db)
     if settings is not None:
         app.settings = settings
+    if validate:
+        from tracker.config import load_config
+
+        app.config = load_config(path)
     return app
-
-
-def fetch_settings(config: Config) -> FetchSettings:
-    return config.fetch_settings()
-
-
-def schedule_settings(config: Config) -> ScheduleSettings:
-    return config.schedule_settings()
-
-
-def feed_specs(config: Config) -> list[FeedSpec]:
-    return [
-        FeedSpec(
-            url=str(f.url),
-            name=f.name,
-            language=f.language,
-            interval_seconds=int(f.interval) if f.interval else None,
-            enabled=f.enabled,
-        )
-        for f in config.feeds
-    ]
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,8 @@ def init(app: App) -> InitReport:
     from tracker.store import baseline as baseline_store  # only init loads the baseline
 
     before, after = schema.upgrade(app.engine)
-    added, changed, disabled = ingest.sync_feeds(app.db, feed_specs(app.config))
+    added, changed, disabled = ingest.sync_feeds(app.db, app.poll_config.config.feeds)
+    pollconfig.remember(app.db, app.poll_config)
     events = baseline_store.load(app.engine, now=datetime.now(UTC))
     return InitReport(before, after, added, changed, disabled, events)
 
@@ -132,4 +135,5 @@ def ensure_ready(app: App) -> None:
     if schema.current_revision(app.db) != schema.HEAD:
         init(app)
     else:
-        ingest.sync_feeds(app.db, feed_specs(app.config))
+        ingest.sync_feeds(app.db, app.poll_config.config.feeds)
+        pollconfig.remember(app.db, app.poll_config)

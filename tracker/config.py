@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from tracker.errors import ConfigError
 from tracker.schedule import ScheduleSettings
 
 if TYPE_CHECKING:  # imported when asked for: `tracker check` and `tracker feeds` need no HTTP client
@@ -33,10 +34,6 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?\s*$")
 _UNITS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 _EMAIL = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[A-Za-z]{2,}$")
 _HTTP_URL = re.compile(r"^https?://[^\s/?#]+")
-
-
-class ConfigError(Exception):
-    """A feeds.yaml problem, already phrased as ``file:line: field: message``."""
 
 
 def _duration(value: Any) -> float:

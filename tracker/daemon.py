@@ -600,12 +600,12 @@ class Daemon:
                 )
                 return False
             self._config_sig = sig
-            self.app.config = new
+            self.app.replace_config(new)
             if self.poller is not None:
-                self.poller.fetch_settings = new.fetch_settings()
-                self.poller.schedule = new.schedule_settings()
+                self.poller.fetch_settings = self.app.fetch_settings
+                self.poller.schedule = self.app.schedule_settings
                 self.poller.taxonomy = overrides_key(new.taxonomy)
-            specs = app_mod.feed_specs(new)
+            specs = self.app.poll_config.config.feeds
             added, changed, disabled = await asyncio.to_thread(ingest.sync_feeds, self.app.db, specs)
             await asyncio.to_thread(self._refresh_gauges)
             self.metrics.config_reloads.labels("ok").inc()

@@ -16,7 +16,7 @@ import typer
 
 from tracker import app as tracker_app
 from tracker.cli.app import EXIT_RUNTIME, EXIT_USAGE, app, globals_of, startup
-from tracker.config import ConfigError
+from tracker.errors import ConfigError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -38,12 +38,18 @@ def err() -> Console:
     return Console(stderr=True)
 
 
-def open_app(ctx: typer.Context) -> tracker_app.App:
-    """Build the App from the global options; a bad config exits 2 with the file/line/field message."""
+def open_app(ctx: typer.Context, *, poll: bool = False) -> tracker_app.App:
+    """Build the App from the global options; a bad config exits 2 with the file/line/field message.
+
+    ``poll``: only what polling needs from feeds.yaml, remembered while the file is unchanged
+    (``App.poll_config``)."""
     g = globals_of(ctx)
     try:
         with startup():
-            return tracker_app.build(config_path=g.config_path, database_url=g.database_url)
+            a = tracker_app.build(config_path=g.config_path, database_url=g.database_url, validate=not poll)
+            if poll:
+                a.poll_config  # noqa: B018  (read or validated now, inside this error handling)
+            return a
     except ConfigError as exc:
         err().print(f"[red]config error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from exc
@@ -199,14 +205,14 @@ def poll(
     with startup():
         from tracker.update import Poller
 
-        a = open_app(ctx)
+        a = open_app(ctx, poll=True)
         tracker_app.ensure_ready(a)
     with Poller(
         a.db,
         fetch=a.fetch_settings,
         schedule=a.schedule_settings,
         processes=processes,
-        taxonomy=a.config.taxonomy,
+        taxonomy=a.poll_config.config.taxonomy,
     ) as p:
         if sys.stdout.isatty():
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
