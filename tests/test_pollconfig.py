@@ -98,7 +98,7 @@ def test_a_remembering_poll_never_imports_pydantic(ready: tracker_app.App) -> No
         "from tracker import app\n"
         f"a = app.build(config_path=Path({str(ready.config_path)!r}), database_url={ready.db.url!r}, validate=False)\n"
         "app.ensure_ready(a)\n"
-        "print(a.poll_config.remembered, a.fetch_settings.concurrency, 'pydantic' in sys.modules)\n"
+        "print(a.poll_config.remembered, a.poll_config.config.fetch.concurrency, 'pydantic' in sys.modules)\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr

@@ -73,11 +73,11 @@ class App:
 
     @property
     def fetch_settings(self) -> FetchSettings:
-        return self.poll_config.config.fetch
+        return self.config.fetch_settings()
 
     @property
     def schedule_settings(self) -> ScheduleSettings:
-        return self.poll_config.config.schedule
+        return self.config.schedule_settings()
 
 
 def build(

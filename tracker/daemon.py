@@ -38,6 +38,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Engine
 
 from tracker import app as app_mod
+from tracker import pollconfig
 from tracker.app import App
 from tracker.config import Config, ConfigError, load_config
 from tracker.metrics import LIVENESS, METRICS, Liveness, Metrics
@@ -605,7 +606,7 @@ class Daemon:
                 self.poller.fetch_settings = self.app.fetch_settings
                 self.poller.schedule = self.app.schedule_settings
                 self.poller.taxonomy = overrides_key(new.taxonomy)
-            specs = self.app.poll_config.config.feeds
+            specs = pollconfig.feed_specs(new)
             added, changed, disabled = await asyncio.to_thread(ingest.sync_feeds, self.app.db, specs)
             await asyncio.to_thread(self._refresh_gauges)
             self.metrics.config_reloads.labels("ok").inc()

@@ -76,7 +76,7 @@ def _root(
         None,
         "--db",
         envvar="TRACKER_DATABASE_URL",
-        help="SQLAlchemy URL (default sqlite:///data/tracker.db); postgresql+psycopg://... scales out.",
+        help="Database URL (default sqlite:///data/tracker.db); postgresql+psycopg://user:pw@host/db scales out.",
     ),
 ) -> None:
     ctx.obj = Globals(config_path=config, database_url=db)

@@ -207,13 +207,8 @@ def poll(
 
         a = open_app(ctx, poll=True)
         tracker_app.ensure_ready(a)
-    with Poller(
-        a.db,
-        fetch=a.fetch_settings,
-        schedule=a.schedule_settings,
-        processes=processes,
-        taxonomy=a.poll_config.config.taxonomy,
-    ) as p:
+    pc = a.poll_config.config
+    with Poller(a.db, fetch=pc.fetch, schedule=pc.schedule, processes=processes, taxonomy=pc.taxonomy) as p:
         if sys.stdout.isatty():
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
