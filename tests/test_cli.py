@@ -144,6 +144,29 @@ def test_poll_start_up_imports_only_what_it_uses() -> None:
     assert poll == "[]"
 
 
+def test_a_poll_of_unchanged_feeds_loads_no_parser_orm_or_validation_library(tmp_path: Path, farm: FeedFarm) -> None:
+    """End to end, as cron runs it: the second `tracker poll --once` (every feed answers 304, feeds.yaml
+    unchanged) imports neither the parser, the tagger, SQLAlchemy, pydantic nor rich."""
+    env = setup(tmp_path, farm) | {"PYTHONDONTWRITEBYTECODE": "1"}
+    cfg = Path(env["TRACKER_CONFIG"])
+    cfg.write_text(
+        "\n".join(line for line in cfg.read_text().splitlines() if "/status/503" not in line and "broken" not in line)
+    )
+    assert tracker(env, "poll", "--once").returncode == 0
+    r = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "tracker", "poll", "--once", "--all"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "4 not modified" in r.stdout, r.stdout + r.stderr
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in r.stderr.splitlines() if "|" in line}
+    assert "httpx" in imported and "tracker" in imported  # the check sees what it should
+    unused = {"feedparser", "ftfy", "nh3", "sqlalchemy", "sqlmodel", "pydantic", "rich", "click"}
+    assert imported & unused == set(), r.stderr
+
+
 def test_startup_pauses_the_collector_and_freezes_what_it_built() -> None:
     import gc
 
