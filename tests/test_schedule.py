@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tracker.schedule import ScheduleSettings, adaptive_interval, backoff, item_rate, next_due
+from tracker.schedule import ScheduleSettings, adaptive_interval, backoff, interleave_hosts, item_rate, next_due
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 S = ScheduleSettings()
@@ -203,3 +203,27 @@ def test_tighter_settings_change_the_answer() -> None:
     s = ScheduleSettings(min_interval=timedelta(minutes=1), max_interval=timedelta(hours=1), jitter=0)
     assert due(settings=s, recent_item_rate=100_000.0) == timedelta(minutes=1)
     assert due(settings=s, recent_item_rate=0.0) == timedelta(hours=1)
+
+
+def test_hosts_take_turns_and_keep_their_own_order() -> None:
+    urls = [
+        "https://a.example/1",
+        "https://a.example/2",
+        "https://A.example/3",
+        "https://b.example/1",
+        "http://c.example:8080/1",
+        "https://b.example/2",
+        "http://c.example/1",  # another port is another host
+    ]
+    order = interleave_hosts(urls)
+    assert sorted(order) == list(range(len(urls)))
+    assert [urls[i] for i in order] == [
+        "https://a.example/1",
+        "https://b.example/1",
+        "http://c.example:8080/1",
+        "http://c.example/1",
+        "https://a.example/2",
+        "https://b.example/2",
+        "https://A.example/3",
+    ]
+    assert interleave_hosts([]) == []

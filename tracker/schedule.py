@@ -24,9 +24,11 @@ Rules, in the order ``next_due`` applies them:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import itertools
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 MAX_BACKOFF_EXPONENT = 30  # 2**30 × 5 min is far past any cap; keeps the arithmetic finite
 
@@ -148,3 +150,14 @@ def next_due(
 def _jittered(delay: timedelta, floor: timedelta, jitter: float, rand: float) -> timedelta:
     factor = 1.0 + jitter * (2.0 * min(max(rand, 0.0), 1.0) - 1.0)
     return max(delay * factor, floor)
+
+
+def interleave_hosts(urls: Sequence[str]) -> list[int]:
+    """An order for fetching ``urls`` (indices) that takes their hosts in turn, keeping each host's
+    own order: a cycle's concurrent fetches spread over hosts instead of queueing behind one host's
+    politeness limit, and each host needs fewer simultaneous connections."""
+    by_host: dict[str, list[int]] = {}
+    for i, url in enumerate(urls):
+        by_host.setdefault(urlsplit(url).netloc.lower(), []).append(i)
+    rounds = itertools.zip_longest(*by_host.values())
+    return [i for turn in rounds for i in turn if i is not None]

@@ -32,7 +32,7 @@ from typing import Any
 from tracker.fetch import Fetcher, FetchSettings
 from tracker.memory import release_free_memory
 from tracker.models import Entry, FetchResult, ParsedFeed, Tags
-from tracker.schedule import ScheduleSettings, item_rate, next_due
+from tracker.schedule import ScheduleSettings, interleave_hosts, item_rate, next_due
 from tracker.store import ingest
 from tracker.store.dbapi import Database
 from tracker.store.ingest import ClaimedFeed, FeedUpdate, WriteCounts
@@ -310,6 +310,7 @@ class Poller:
         summary = CycleSummary(feeds=len(claimed))
         if not claimed:
             return summary
+        claimed = [claimed[i] for i in interleave_hosts([c.request.url for c in claimed])]
         done = 0
 
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
