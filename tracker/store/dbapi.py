@@ -185,23 +185,19 @@ class Database:
             yield conn
             conn.commit()
         except BaseException:
-            self._discard_or_rollback(conn)
+            try:
+                conn.rollback()
+            except Exception:
+                conn.close()
+                raise
+            if getattr(conn, "broken", False):  # psycopg: the server went away
+                conn.close()
+            else:
+                self._give_back(conn)
             raise
-        with self._lock:
-            if len(self._idle) < IDLE_CONNECTIONS:
-                self._idle.append(conn)
-                return
-        conn.close()
+        self._give_back(conn)
 
-    def _discard_or_rollback(self, conn: Any) -> None:
-        try:
-            conn.rollback()
-        except Exception:
-            conn.close()
-            return
-        if getattr(conn, "broken", False):  # psycopg: the server went away
-            conn.close()
-            return
+    def _give_back(self, conn: Any) -> None:
         with self._lock:
             if len(self._idle) < IDLE_CONNECTIONS:
                 self._idle.append(conn)
