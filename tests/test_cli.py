@@ -185,3 +185,21 @@ def test_startup_pauses_the_collector_and_freezes_what_it_built() -> None:
         assert gc.isenabled()
     finally:
         gc.unfreeze()
+
+
+def test_collector_paused_restores_what_it_found() -> None:
+    import gc
+
+    from tracker.cli.app import collector_paused
+
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # paused by someone else: left paused
+    finally:
+        gc.enable()

@@ -206,28 +206,3 @@ def test_results_arriving_one_by_one_share_transactions(tmp_path: Path) -> None:
             summary = asyncio.run(p.poll(include_not_due=True))
         assert summary.not_modified == 40
         assert sum(sizes) == 40 and len(sizes) <= 12, sizes  # 2 results per 20 ms: ~5 per 50 ms wait
-
-
-def test_the_cyclic_collector_pauses_for_a_cycle_and_resumes(tmp_path: Path) -> None:
-    import gc
-
-    with FeedFarm(feeds=3, items=2) as farm:
-        engine = make_db(tmp_path, farm.urls())
-        with Poller(Database.of(engine), fetch=FAST, schedule=SCHEDULE, processes=0) as p:
-            store_batch = p._store_batch
-            seen: list[bool] = []
-
-            def watching_store(batch: list[object]) -> object:
-                seen.append(gc.isenabled())
-                return store_batch(batch)  # type: ignore[arg-type]
-
-            p._store_batch = watching_store  # type: ignore[method-assign]
-            assert gc.isenabled()
-            assert asyncio.run(p.poll(include_not_due=True)).ok == 3
-            assert gc.isenabled() and seen and not any(seen)
-            gc.disable()  # a caller that paused it itself gets it back paused
-            try:
-                asyncio.run(p.poll(include_not_due=True))
-                assert not gc.isenabled()
-            finally:
-                gc.enable()

@@ -293,30 +293,7 @@ class Poller:
         progress: Callable[[int, int], None] | None = None,
         stop: asyncio.Event | None = None,
     ) -> CycleSummary:
-        """One cycle over the due feeds (or all enabled ones); returns totals.
-
-        The cyclic garbage collector is paused meanwhile.  A cycle's objects (documents, parsed
-        entries on their way to the writer) are freed by reference counting; what stays in flight
-        survives young collections and keeps triggering full ones, which walked the whole heap
-        eight times in a cold cycle of 1,000 feeds: ~10 % of this process's CPU, on the process
-        that paces the cycle.  Collection resumes when the cycle ends.
-        """
-        paused = gc.isenabled()
-        gc.disable()
-        try:
-            return await self._cycle(include_not_due=include_not_due, limit=limit, progress=progress, stop=stop)
-        finally:
-            if paused:
-                gc.enable()
-
-    async def _cycle(
-        self,
-        *,
-        include_not_due: bool,
-        limit: int | None,
-        progress: Callable[[int, int], None] | None,
-        stop: asyncio.Event | None,
-    ) -> CycleSummary:
+        """One cycle over the due feeds (or all enabled ones); returns totals."""
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         claimed = await loop.run_in_executor(

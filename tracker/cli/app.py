@@ -48,6 +48,25 @@ def startup() -> Iterator[None]:
         gc.enable()
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """A one-shot command's work (``tracker poll --once``) without the cyclic GC.
+
+    A poll cycle's objects (documents, parsed entries on their way to the writer) are freed by
+    reference counting; those in flight survive young collections and keep triggering full ones,
+    which walked the heap eight times in a cold cycle of 1,000 feeds: ~10 % of the CPU of the process
+    that paces the cycle, and the process ends right after it.  The daemon keeps the collector: over
+    days its memory matters more (pausing it during cycles cost ~17 MB of RSS at 10,000 feeds).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 @dataclass
 class Globals:
     """Options given before the command name (``tracker --config X --db Y COMMAND``)."""

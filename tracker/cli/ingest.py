@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from tracker import app as tracker_app
-from tracker.cli.app import EXIT_RUNTIME, EXIT_USAGE, app, globals_of, startup
+from tracker.cli.app import EXIT_RUNTIME, EXIT_USAGE, app, collector_paused, globals_of, startup
 from tracker.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -208,7 +208,10 @@ def poll(
         a = open_app(ctx, poll=True)
         tracker_app.ensure_ready(a)
     pc = a.poll_config.config
-    with Poller(a.db, fetch=pc.fetch, schedule=pc.schedule, processes=processes, taxonomy=pc.taxonomy) as p:
+    with (
+        Poller(a.db, fetch=pc.fetch, schedule=pc.schedule, processes=processes, taxonomy=pc.taxonomy) as p,
+        collector_paused(),
+    ):
         if sys.stdout.isatty():
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
