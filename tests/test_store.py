@@ -648,3 +648,23 @@ def test_nulls_and_flags_are_stored_as_sqlite_stores_them(engine: Engine) -> Non
     with engine.begin() as conn:  # and through SQLAlchemy, on the same connections
         conn.execute(update(tables.ITEM).values(relevant=True, author=None))
     assert raw_rows(engine, "SELECT relevant, typeof(author) FROM item") == [(1, "null")]
+
+
+def test_a_process_with_the_engine_keeps_one_set_of_connections(tmp_path: Path) -> None:
+    """Once the engine exists, the write path borrows its pooled connections instead of opening its own."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    engine = make_engine(url)
+    schema.upgrade(engine)
+    db = Database(url)
+    with db.transaction():
+        pass
+    assert len(db._idle) == 1  # its own, kept for the next transaction
+    db.share_pool(engine)
+    assert db._idle == []
+    with db.transaction() as conn:
+        assert engine.pool.checkedout() == 1  # type: ignore[attr-defined]
+        conn.execute("INSERT INTO meta (key, value) VALUES ('shared', 'yes')")
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    with engine.connect() as c:
+        assert c.exec_driver_sql("SELECT value FROM meta WHERE key = 'shared'").scalar() == "yes"
+    engine.dispose()

@@ -60,7 +60,9 @@ class App:
         """SQLAlchemy's engine on the same database, for queries, the web and migrations."""
         from tracker.store.db import make_engine
 
-        return make_engine(self.db.url)
+        engine = make_engine(self.db.url)
+        self.db.share_pool(engine)  # one set of connections per process
+        return engine
 
     @property
     def database_url(self) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -140,6 +140,7 @@ class Database:
         self.pg = self.target.backend == "postgresql"
         self._idle: list[Any] = []
         self._lock = threading.Lock()
+        self._borrow: Callable[[], Any] | None = None
         if not self.pg:
             fast_sqlite_adapters()
 
@@ -147,6 +148,18 @@ class Database:
     def of(cls, engine: Any) -> Database:
         """The same database as a SQLAlchemy engine's."""
         return cls(engine.url.render_as_string(hide_password=False))
+
+    def share_pool(self, engine: Any) -> None:
+        """Take connections from ``engine``'s pool from now on.
+
+        A process that has the engine anyway (the daemon with its web view, ``tracker init``)
+        then keeps one set of connections, each with its page cache (up to ``SQLITE_CACHE_KIB``),
+        instead of two: the daemon's memory after a cycle of 10,000 feeds was ~30 MB higher with
+        two.  The engine sets its connections up as ``connect`` does; they go back to its pool when
+        closed.
+        """
+        self.close()
+        self._borrow = engine.raw_connection
 
     def connect(self) -> Any:
         """A new driver connection, set up as the engine's are."""
@@ -175,10 +188,13 @@ class Database:
         applies; a deferred transaction that upgrades to a write can fail at once with "database is
         locked".  Readers stay deferred: with WAL they never block and are never blocked.
         """
-        with self._lock:
-            conn = self._idle.pop() if self._idle else None
-        if conn is None:
-            conn = self.connect()
+        if self._borrow is not None:
+            conn = self._borrow()
+        else:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                conn = self.connect()
         try:
             if not self.pg:
                 conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
@@ -191,13 +207,16 @@ class Database:
                 conn.close()
                 raise
             if getattr(conn, "broken", False):  # psycopg: the server went away
-                conn.close()
+                getattr(conn, "invalidate", conn.close)()  # a borrowed one leaves the engine's pool
             else:
                 self._give_back(conn)
             raise
         self._give_back(conn)
 
     def _give_back(self, conn: Any) -> None:
+        if self._borrow is not None:
+            conn.close()  # back to the engine's pool
+            return
         with self._lock:
             if len(self._idle) < IDLE_CONNECTIONS:
                 self._idle.append(conn)
