@@ -64,10 +64,6 @@ class App:
         self.db.share_pool(engine)  # one set of connections per process
         return engine
 
-    @property
-    def database_url(self) -> str:
-        return self.db.url
-
     def replace_config(self, config: Config) -> None:
         """A reloaded feeds.yaml (the daemon's SIGHUP); what was derived from the old one goes."""
         self.config = config

@@ -94,7 +94,6 @@ def sync_feeds(db: Database, specs: Sequence[FeedSpec]) -> tuple[int, int, int]:
     URL moved after a 301 is still the same feed.  Feeds gone from the config are disabled, not
     deleted: their items stay in the log.
     """
-    added = changed = 0
     with db.transaction() as conn, _Cursor(conn, db.pg) as cur:
         rows = {r[2]: r for r in cur.rows(FEED_STATE)}
         by_url = {r[1]: r for r in rows.values()}
@@ -116,12 +115,9 @@ def sync_feeds(db: Database, specs: Sequence[FeedSpec]) -> tuple[int, int, int]:
         added, changed = len(inserts), len(updates)
         stale = [r[0] for r in rows.values() if r[0] not in seen and r[6]]
         for chunk in _chunks(stale):
-            cur.rows(f"UPDATE feed SET enabled = {_false(db)} WHERE id IN ({', '.join(['?'] * len(chunk))})", chunk)
+            false = "false" if db.pg else "0"
+            cur.rows(f"UPDATE feed SET enabled = {false} WHERE id IN ({', '.join(['?'] * len(chunk))})", chunk)
     return added, changed, len(stale)
-
-
-def _false(db: Database) -> str:
-    return "false" if db.pg else "0"
 
 
 CLAIM_COLUMNS = "id, url, etag, last_modified, name, language, interval_seconds, consecutive_failures, new_items_rate"
