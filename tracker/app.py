@@ -88,13 +88,16 @@ def build(
     """Read and validate feeds.yaml (raises ConfigError on a bad config; ``validate=False``: when
     first needed) and open the database; the paths not given come from ``settings`` (the
     environment's if None)."""
-    if settings is None and (config_path is None or database_url is None):
-        from tracker.settings import Settings
+    if config_path is None or database_url is None:
+        if settings is None:
+            from tracker.settings import Settings
 
-        settings = Settings()
-    path = Path(config_path or settings.config)  # type: ignore[union-attr]
+            settings = Settings()
+        config_path = config_path or settings.config
+        database_url = database_url or settings.database_url
+    path = Path(config_path)
     try:
-        db = Database(database_url or settings.database_url)  # type: ignore[union-attr]
+        db = Database(database_url)
     except ValueError as exc:
         raise ConfigError(f"database URL: {exc}") from exc
     app = App(config_path=path, db=db)

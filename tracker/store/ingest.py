@@ -596,22 +596,12 @@ def _write_round(
         (
             item_id,
             e.link,
-            e.title,
-            e.summary,
-            e.content_html,
-            e.text,
-            e.author,
-            e.language,
+            *_content(e),
             pub,
             None if e.updated is None else dt(e.updated),
             e.date_fallback,
             seen_at,
-            e.content_hash,
-            t.relevant,
-            t.score,
-            " ".join(t.mediators),
-            " ".join(t.obstacles),
-            evidence_json(t),
+            *_judgement(e, t),
             1,
             feeds[n][0],
         )
@@ -657,6 +647,16 @@ def _write_round(
     return out
 
 
+def _content(e: Entry) -> tuple[object, ...]:
+    """An item's content columns, in ITEM_COLUMNS' (and UPDATE_ITEMS') order: title .. language."""
+    return e.title, e.summary, e.content_html, e.text, e.author, e.language
+
+
+def _judgement(e: Entry, t: Tags) -> tuple[object, ...]:
+    """What the content hashed and was tagged to, in column order: content_hash .. evidence."""
+    return e.content_hash, t.relevant, t.score, " ".join(t.mediators), " ".join(t.obstacles), evidence_json(t)
+
+
 def _update_items(db: _Cursor, changes: dict[int, Pair], new_hashes: list[tuple[str, int, str]], now: datetime) -> None:
     """Rewrite changed items in place, with their sources' hashes and their tags."""
     dt = db.dt
@@ -667,24 +667,7 @@ def _update_items(db: _Cursor, changes: dict[int, Pair], new_hashes: list[tuple[
     tag_rows_: list[tuple[object, ...]] = []
     for item_id in ids:
         e, t = changes[item_id]
-        rows.append(
-            (
-                item_id,
-                e.title,
-                e.summary,
-                e.content_html,
-                e.text,
-                e.author,
-                e.language,
-                e.content_hash,
-                t.relevant,
-                t.score,
-                " ".join(t.mediators),
-                " ".join(t.obstacles),
-                evidence_json(t),
-                dt(e.updated or now),
-            )
-        )
+        rows.append((item_id, *_content(e), *_judgement(e, t), dt(e.updated or now)))
         tag_rows_ += _tag_tuples(item_id, t, published[item_id])
     db.write(UPDATE_ITEMS, rows)
     db.write(UPDATE_SOURCE_HASHES, new_hashes)
