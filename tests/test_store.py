@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg as pg_diale
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.engine import Engine
 
-from tracker.models import Entry, Evidence, Tags
+from tracker.models import Entry, Evidence, ItemRecord, Tags
 from tracker.store import ingest, queries, schema, tables
 from tracker.store.db import make_engine
 from tracker.store.dbapi import Database, pg_utc, sqlite_utc_text
@@ -221,6 +221,11 @@ def feed_update(feed_id: int, at: datetime = NOW, outcome: str = "ok") -> FeedUp
     return dataclasses.replace(update_for(feed_id, outcome), fetched_at=at, next_due_at=at + timedelta(minutes=30))
 
 
+def fed(upd: FeedUpdate, entries: Sequence[Entry], tags: Sequence[Tags]) -> tuple[FeedUpdate, tuple[ItemRecord, ...]]:
+    """One feed's result as ``apply_feed_results`` takes it."""
+    return upd, ingest.item_records(entries, tags)
+
+
 def raw_rows(engine: Engine, sql: str) -> list[tuple[object, ...]]:
     """Rows exactly as stored (no column type processing)."""
     with engine.connect() as conn:
@@ -351,7 +356,7 @@ def test_one_batch_with_the_same_new_link_in_two_feeds(engine: Engine) -> None:
     b = [entry("guid:b-9", link="https://ex.org/shared"), entry("guid:b-8", link="https://ex.org/only-b", title="B")]
     counts = ingest.apply_feed_results(
         Database.of(engine),
-        [(feed_update(ids["Feed A"]), a, [TAGS] * 2), (feed_update(ids["Feed B"]), b, [TAGS] * 2)],
+        [fed(feed_update(ids["Feed A"]), a, [TAGS] * 2), fed(feed_update(ids["Feed B"]), b, [TAGS] * 2)],
         now=NOW,
     )
     assert [(c.new, c.updated, c.linked) for c in counts] == [(2, 0, 0), (1, 0, 1)]
@@ -384,7 +389,7 @@ def test_a_feed_twice_in_one_batch_sees_its_first_result(engine: Engine) -> None
     first = [entry("guid:x", link="https://ex.org/x")]
     second = [entry("guid:x", link="https://ex.org/x", body="Edited"), entry("guid:y", link="https://ex.org/y")]
     counts = ingest.apply_feed_results(
-        Database.of(engine), [(feed_update(fid), first, [TAGS]), (feed_update(fid), second, [TAGS] * 2)], now=NOW
+        Database.of(engine), [fed(feed_update(fid), first, [TAGS]), fed(feed_update(fid), second, [TAGS] * 2)], now=NOW
     )
     assert [(c.new, c.updated, c.linked) for c in counts] == [(1, 0, 0), (1, 1, 0)]
     assert count(engine, tables.ITEM) == 2
@@ -399,7 +404,7 @@ def test_many_entries_cross_every_statement_size(engine: Engine) -> None:
     b = [entry(f"guid:b{i}", link=f"https://ex.org/{i}", title=f"Story {i}") for i in range(0, n, 3)]
     counts = ingest.apply_feed_results(
         Database.of(engine),
-        [(feed_update(ids["Feed A"]), a, [TAGS] * n), (feed_update(ids["Feed B"]), b, [TAGS] * len(b))],
+        [fed(feed_update(ids["Feed A"]), a, [TAGS] * n), fed(feed_update(ids["Feed B"]), b, [TAGS] * len(b))],
         now=NOW,
     )
     assert [(c.new, c.linked) for c in counts] == [(n, 0), (0, len(b))]
@@ -453,8 +458,8 @@ def test_a_link_taken_by_another_writer_meanwhile_is_linked_not_duplicated(
 def test_a_failing_batch_stores_nothing_and_raises_the_drivers_error(engine: Engine) -> None:
     ids = feed_ids(engine)
     db = Database.of(engine)
-    good = (feed_update(ids["Feed A"]), [entry("guid:ok", link="https://ex.org/ok")], [TAGS])
-    bad = (feed_update(987654), [entry("guid:bad", link="https://ex.org/bad")], [TAGS])  # no such feed
+    good = fed(feed_update(ids["Feed A"]), [entry("guid:ok", link="https://ex.org/ok")], [TAGS])
+    bad = fed(feed_update(987654), [entry("guid:bad", link="https://ex.org/bad")], [TAGS])  # no such feed
     with pytest.raises(sqlite3.IntegrityError) as failed:
         ingest.apply_feed_results(db, [good, bad], now=NOW)
     assert any(note.startswith("while running: ") for note in failed.value.__notes__)
@@ -472,7 +477,7 @@ def test_not_modified_batch_updates_feeds_without_touching_items(engine: Engine)
     )
     later = NOW + timedelta(hours=1)
     counts = ingest.apply_feed_results(
-        Database.of(engine), [(feed_update(i, later, "not_modified"), (), ()) for i in ids.values()], now=later
+        Database.of(engine), [(feed_update(i, later, "not_modified"), ()) for i in ids.values()], now=later
     )
     assert counts == [ingest.WriteCounts()] * 2
     health = {r["name"]: r for r in queries.feed_health(engine)}
@@ -535,7 +540,7 @@ def test_postgres_insert_race_links_to_the_winner(pg_engine: Engine) -> None:
     result: list[list[ingest.WriteCounts]] = []
     loser = threading.Thread(
         target=lambda: result.append(
-            ingest.apply_feed_results(Database.of(pg_engine), [(feed_update(ids["B"]), es, [TAGS] * 2)], now=NOW)
+            ingest.apply_feed_results(Database.of(pg_engine), [fed(feed_update(ids["B"]), es, [TAGS] * 2)], now=NOW)
         )
     )
     loser.start()
@@ -581,7 +586,7 @@ def test_postgres_stores_what_sqlite_stores(pg_engine: Engine, engine: Engine) -
         b.append(entry("hash:nolink", link=None, title="No link"))
         first = ingest.apply_feed_results(
             Database.of(eng),
-            [(feed_update(ids["Feed A"]), a, [TAGS] * 20), (feed_update(ids["Feed B"]), b, [TAGS] * 11)],
+            [fed(feed_update(ids["Feed A"]), a, [TAGS] * 20), fed(feed_update(ids["Feed B"]), b, [TAGS] * 11)],
             now=NOW,
         )
         edited = [
@@ -623,7 +628,7 @@ def test_postgres_failed_batch_rolls_back_and_the_next_one_works(pg_engine: Engi
     ingest.sync_feeds(db, [FeedSpec("http://127.0.0.1:1/rollback.xml", "R")])
     fid = feed_ids(pg_engine)["R"]
     before = count(pg_engine, tables.ITEM)
-    bad = [(feed_update(fid), [entry("guid:r1", link="https://ex.org/r1")], [TAGS]), (feed_update(987654), (), ())]
+    bad = [fed(feed_update(fid), [entry("guid:r1", link="https://ex.org/r1")], [TAGS]), (feed_update(987654), ())]
     with pytest.raises(psycopg.errors.ForeignKeyViolation):
         ingest.apply_feed_results(db, bad, now=NOW)
     assert len(db._idle) == 1  # rolled back and kept for the next batch

@@ -31,7 +31,7 @@ from typing import Any
 
 from tracker.fetch import Fetcher, FetchSettings
 from tracker.memory import release_free_memory
-from tracker.models import Entry, FetchResult, ParsedFeed, Tags
+from tracker.models import FetchResult, ItemRecord, ParsedFeed
 from tracker.schedule import ScheduleSettings, interleave_hosts, item_rate, next_due
 from tracker.store import ingest
 from tracker.store.dbapi import Database
@@ -80,16 +80,18 @@ GROUP_COMMIT_WAIT = 0.05  # seconds a part-filled write batch waits for more res
 @dataclass(frozen=True, slots=True)
 class _Pending:
     update: FeedUpdate
-    entries: tuple[Entry, ...]
-    tags: tuple[Tags, ...]
+    items: tuple[ItemRecord, ...]
     now: datetime
     done: asyncio.Future[WriteCounts]
 
 
 @dataclass(frozen=True, slots=True)
 class Processed:
-    parsed: ParsedFeed
-    tags: tuple[Tags, ...]
+    """A document as a parse worker sends it back: the feed's metadata, and its entries with their tags
+    as the store will write them (``ItemRecord``: cheap to move between processes)."""
+
+    feed: ParsedFeed  # without entries: they are ``items``
+    items: tuple[ItemRecord, ...]
 
 
 # --- pure decisions ----------------------------------------------------------------------------
@@ -109,16 +111,16 @@ def decide(
     error = result.error
     status = result.status
     if outcome == "ok" and processed is not None:
-        if processed.parsed.error:
-            outcome, error = "error", processed.parsed.error
-        elif processed.parsed.warning:
-            error = f"parsed with warnings: {processed.parsed.warning}"  # kept visible on the feeds page
+        if processed.feed.error:
+            outcome, error = "error", processed.feed.error
+        elif processed.feed.warning:
+            error = f"parsed with warnings: {processed.feed.warning}"  # kept visible on the feeds page
     failures = 0 if outcome in ("ok", "not_modified") else claimed.consecutive_failures + 1
     rate = claimed.new_items_rate
     if outcome == "ok" and processed is not None:
         # The document itself says how often the feed publishes; a 304 keeps the last estimate.
-        rate = item_rate((e.published for e in processed.parsed.entries), now=now, window=schedule.rate_window)
-    parsed = processed.parsed if processed else None
+        rate = item_rate((r.published for r in processed.items), now=now, window=schedule.rate_window)
+    parsed = processed.feed if processed else None
     due = next_due(
         now=now,
         outcome=outcome,
@@ -162,11 +164,11 @@ def process_document(
     from tracker.tag import tagger_for
 
     parsed = parse_feed(content, url=url, headers=headers, now=now)
-    tagger = tagger_for(taxonomy)
-    tags = tuple(tagger.tag(e.text, lang=e.language or language) for e in parsed.entries)
+    tag = tagger_for(taxonomy).tag
+    tags = [tag(e.text, lang=e.language or language) for e in parsed.entries]
     if next(_documents) % TRIM_EVERY == 0:
         release_free_memory()  # a worker lives as long as the daemon: keep its heap near what it uses
-    return Processed(parsed, tags)
+    return Processed(dataclasses.replace(parsed, entries=()), ingest.item_records(parsed.entries, tags))
 
 
 TRIM_EVERY = 200  # documents between heap trims in a parse worker (a trim costs ~1 ms)
@@ -380,7 +382,7 @@ class Poller:
                 p.done.set_result(c)
 
     def _store_batch(self, batch: list[_Pending]) -> list[WriteCounts]:
-        rows = [(p.update, p.entries, p.tags) for p in batch]
+        rows = [(p.update, p.items) for p in batch]
         return ingest.apply_feed_results(self.db, rows, now=max(p.now for p in batch))
 
     async def _process(self, args: tuple[Any, ...]) -> Processed:
@@ -403,12 +405,9 @@ class Poller:
             except Exception as exc:  # a parser bug or a dead worker is this feed's error, not the cycle's
                 log.exception("feed %s: processing failed", feed.name)
                 result = dataclasses.replace(result, outcome="error", content=None, error=f"processing failed: {exc!r}")
-        entries: tuple[Entry, ...] = processed.parsed.entries if processed else ()
-        tags = processed.tags if processed else ()
-
         upd = decide(feed, result, processed, now=now, schedule=self.schedule, rand=self.rand())
         done: asyncio.Future[WriteCounts] = loop.create_future()
-        await self._queue.put(_Pending(upd, entries, tags, now, done))
+        await self._queue.put(_Pending(upd, processed.items if processed else (), now, done))
         counts = await done
         if upd.outcome == "ok":
             summary.ok += 1

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from tracker.models import Entry, FeedRequest, Tags
+from tracker.models import Entry, FeedRequest, ItemRecord, Tags
 from tracker.store.dbapi import Database, pg_utc, sqlite_utc_text
 
 CHUNK = 400  # bound for IN (...) lists
@@ -198,12 +198,38 @@ def apply_feed_result(
     now: datetime,
 ) -> WriteCounts:
     """Store one fetch: items, sources, tags, the feed's new state and a log line, atomically."""
-    return apply_feed_results(db, [(upd, entries, tags)], now=now)[0]
+    return apply_feed_results(db, [(upd, item_records(entries, tags))], now=now)[0]
+
+
+def item_records(entries: Sequence[Entry], tags: Sequence[Tags]) -> tuple[ItemRecord, ...]:
+    """Entries and their tags as the store takes them (built in the parse workers: see ItemRecord)."""
+    return tuple(
+        ItemRecord(
+            e.dedup_key,
+            e.link,
+            e.title,
+            e.summary,
+            e.content_html,
+            e.text,
+            e.author,
+            e.language,
+            e.published,
+            e.updated,
+            e.date_fallback,
+            e.content_hash,
+            t.relevant,
+            t.score,
+            t.mediators,
+            t.obstacles,
+            evidence_json(t),
+        )
+        for e, t in zip(entries, tags, strict=True)
+    )
 
 
 def apply_feed_results(
     db: Database,
-    batch: Sequence[tuple[FeedUpdate, Sequence[Entry], Sequence[Tags]]],
+    batch: Sequence[tuple[FeedUpdate, Sequence[ItemRecord]]],
     *,
     now: datetime,
 ) -> list[WriteCounts]:
@@ -216,10 +242,10 @@ def apply_feed_results(
     out = [WriteCounts()] * len(batch)
     with db.transaction() as conn, _Cursor(conn, db.pg) as cur:
         for indices in _rounds(batch):
-            feeds = [(batch[i][0].feed_id, batch[i][1], batch[i][2]) for i in indices]
+            feeds = [(batch[i][0].feed_id, batch[i][1]) for i in indices]
             for i, counts in zip(indices, _write_round(cur, feeds, now), strict=True):
                 out[i] = counts
-        _update_feeds(cur, [(upd, c) for (upd, _, _), c in zip(batch, out, strict=True)])
+        _update_feeds(cur, [(upd, c) for (upd, _), c in zip(batch, out, strict=True)])
         at = cur.dt
         cur.write(
             INSERT_FETCH_LOG,
@@ -234,19 +260,19 @@ def apply_feed_results(
                     c.new + c.linked,
                     c.updated,
                 )
-                for (upd, _, _), c in zip(batch, out, strict=True)
+                for (upd, _), c in zip(batch, out, strict=True)
             ],
         )
     return out
 
 
-def _rounds(batch: Sequence[tuple[FeedUpdate, Sequence[Entry], Sequence[Tags]]]) -> list[list[int]]:
+def _rounds(batch: Sequence[tuple[FeedUpdate, Sequence[ItemRecord]]]) -> list[list[int]]:
     """Indices of the feeds with entries, cut wherever a feed comes back: a feed stored twice in one
     batch must see its first result as known, as if stored one after the other."""
     rounds: list[list[int]] = [[]]
     seen: set[int] = set()
-    for i, (upd, entries, _) in enumerate(batch):
-        if not entries:
+    for i, (upd, items) in enumerate(batch):
+        if not items:
             continue
         if upd.feed_id in seen:
             rounds.append([])
@@ -319,8 +345,6 @@ KNOWN_SOURCES = _Rows(
 LINKS = "SELECT link, id FROM item WHERE link"
 MAX_PARAMS = 30_000  # per statement: SQLite's default limit is 32766 (since 3.32)
 MAX_ROWS = 128  # per VALUES list on SQLite, a power of two
-
-Pair = tuple[Entry, Tags]
 
 
 class _Cursor:
@@ -527,9 +551,7 @@ def _values_sql(head: str, tail: str, width: int, n: int) -> str:
     return f"{head} VALUES {', '.join([row] * n)}{tail}"
 
 
-def _write_round(
-    db: _Cursor, feeds: Sequence[tuple[int, Sequence[Entry], Sequence[Tags]]], now: datetime
-) -> list[WriteCounts]:
+def _write_round(db: _Cursor, feeds: Sequence[tuple[int, Sequence[ItemRecord]]], now: datetime) -> list[WriteCounts]:
     """Store the entries of feeds that are all different: one lookup and one write per kind.
 
     The result is what storing the feeds one after the other would give: the first feed to carry a
@@ -537,90 +559,90 @@ def _write_round(
     """
     dt = db.dt
     seen_at = dt(now)
-    by_feed: list[dict[str, Pair]] = []
+    by_feed: list[dict[str, ItemRecord]] = []
     keys: list[tuple[int, str]] = []
-    for fid, entries, tags in feeds:
-        pairs: dict[str, Pair] = {}
-        for pair in zip(entries, tags, strict=True):
-            key = pair[0].dedup_key
-            if key not in pairs:  # a feed repeating a guid keeps its first copy
-                pairs[key] = pair
+    for fid, items in feeds:
+        firsts: dict[str, ItemRecord] = {}
+        for r in items:
+            key = r.dedup_key
+            if key not in firsts:  # a feed repeating a guid keeps its first copy
+                firsts[key] = r
                 keys.append((fid, key))
-        by_feed.append(pairs)
+        by_feed.append(firsts)
     known = {(fid, key): (item_id, h) for fid, key, item_id, h in db.lookup(KNOWN_SOURCES, keys)}
 
     updated = [0] * len(feeds)
-    changes: dict[int, Pair] = {}  # item id -> new content (a later feed's copy wins, as it would in turn)
+    changes: dict[int, ItemRecord] = {}  # item id -> new content (a later feed's copy wins, as it would in turn)
     new_hashes: list[tuple[str, int, str]] = []
-    fresh_by_feed: list[list[Pair]] = []
-    for n, pairs in enumerate(by_feed):
+    fresh_by_feed: list[list[ItemRecord]] = []
+    for n, firsts in enumerate(by_feed):
         fid = feeds[n][0]
         if not known:
-            fresh_by_feed.append(list(pairs.values()))
+            fresh_by_feed.append(list(firsts.values()))
             continue
-        fresh: list[Pair] = []
-        for key, pair in pairs.items():
+        fresh: list[ItemRecord] = []
+        for key, r in firsts.items():
             hit = known.get((fid, key))
             if hit is None:
-                fresh.append(pair)
-            elif hit[1] != pair[0].content_hash:
-                changes[hit[0]] = pair
-                new_hashes.append((pair[0].content_hash, fid, key))
+                fresh.append(r)
+            elif hit[1] != r.content_hash:
+                changes[hit[0]] = r
+                new_hashes.append((r.content_hash, fid, key))
                 updated[n] += 1
         fresh_by_feed.append(fresh)
     if changes:
         _update_items(db, changes, new_hashes, now)
 
     # The same article under another feed (or under another guid) is one item: match by link.
-    links = list(dict.fromkeys([e.link for fresh in fresh_by_feed for e, _ in fresh if e.link]))
+    links = list(dict.fromkeys([r.link for fresh in fresh_by_feed for r in fresh if r.link]))
     by_link: dict[str, int] = dict(db.in_list(LINKS, links, _TEXT))
-    plan: list[tuple[int, Entry, Tags]] = []  # (feed index, entry, tags) of the items to create, in order
+    plan: list[tuple[int, ItemRecord]] = []  # (feed index, item) of the items to create, in order
     for n, fresh in enumerate(fresh_by_feed):
-        first: dict[str, Pair] = {}
-        unlinked: list[tuple[int, Entry, Tags]] = []
-        for entry, tag in fresh:
-            link = entry.link
+        first: dict[str, ItemRecord] = {}
+        unlinked: list[tuple[int, ItemRecord]] = []
+        for r in fresh:
+            link = r.link
             if not link:
-                unlinked.append((n, entry, tag))
+                unlinked.append((n, r))
             elif link not in first:
-                first[link] = (entry, tag)
-        for link, (entry, tag) in first.items():
+                first[link] = r
+        for link, r in first.items():
             if link not in by_link:
                 by_link[link] = 0  # claimed: later feeds link to this feed's new item
-                plan.append((n, entry, tag))
+                plan.append((n, r))
         plan += unlinked
 
     ids = db.new_item_ids(len(plan))
-    published = [dt(e.published) for _, e, _ in plan]
+    published = [dt(r.published) for _, r in plan]
     rows = [
         (
             item_id,
-            e.link,
-            *_content(e),
+            r.link,
+            *_content(r),
             pub,
-            None if e.updated is None else dt(e.updated),
-            e.date_fallback,
+            None if r.updated is None else dt(r.updated),
+            r.date_fallback,
             seen_at,
-            *_judgement(e, t),
+            *_judgement(r),
             1,
             feeds[n][0],
         )
-        for (n, e, t), pub, item_id in zip(plan, published, ids, strict=True)
+        for (n, r), pub, item_id in zip(plan, published, ids, strict=True)
     ]
     done = {r[0] for r in db.write(INSERT_ITEM, rows)}
     inserted: list[dict[str, int]] = [{} for _ in feeds]  # per feed: dedup_key -> new item id
     lost: list[str] = []
     tag_rows_: list[tuple[object, ...]] = []
-    for (n, entry, tag), pub, item_id in zip(plan, published, ids, strict=True):
+    for (n, r), pub, item_id in zip(plan, published, ids, strict=True):
         if item_id not in done:  # another worker inserted the same link first: link to its item
-            if entry.link:
-                del by_link[entry.link]
-                lost.append(entry.link)
+            if r.link:
+                del by_link[r.link]
+                lost.append(r.link)
             continue
-        inserted[n][entry.dedup_key] = item_id
-        if entry.link:
-            by_link[entry.link] = item_id
-        tag_rows_ += _tag_tuples(item_id, tag, pub)
+        inserted[n][r.dedup_key] = item_id
+        if r.link:
+            by_link[r.link] = item_id
+        tag_rows_ += _tag_tuples(item_id, r, pub)
     if lost:
         by_link.update(db.in_list(LINKS, lost, _TEXT))
     db.write(INSERT_TAG, tag_rows_)
@@ -632,13 +654,13 @@ def _write_round(
         fid, mine = feeds[n][0], inserted[n]
         new_ids = set(mine.values())
         linked: set[int] = set()
-        for entry, _tag in fresh:
-            found = by_link.get(entry.link) if entry.link else mine.get(entry.dedup_key)
+        for r in fresh:
+            found = by_link.get(r.link) if r.link else mine.get(r.dedup_key)
             if not found:
                 continue
             if found not in new_ids:
                 linked.add(found)
-            sources.append((found, fid, entry.dedup_key, entry.content_hash, seen_at))
+            sources.append((found, fid, r.dedup_key, r.content_hash, seen_at))
         for item_id in linked:
             bumps[item_id] = bumps.get(item_id, 0) + 1
         out.append(WriteCounts(new=len(new_ids), updated=updated[n], linked=len(linked)))
@@ -647,17 +669,19 @@ def _write_round(
     return out
 
 
-def _content(e: Entry) -> tuple[object, ...]:
+def _content(r: ItemRecord) -> tuple[object, ...]:
     """An item's content columns, in ITEM_COLUMNS' (and UPDATE_ITEMS') order: title .. language."""
-    return e.title, e.summary, e.content_html, e.text, e.author, e.language
+    return r.title, r.summary, r.content_html, r.text, r.author, r.language
 
 
-def _judgement(e: Entry, t: Tags) -> tuple[object, ...]:
+def _judgement(r: ItemRecord) -> tuple[object, ...]:
     """What the content hashed and was tagged to, in column order: content_hash .. evidence."""
-    return e.content_hash, t.relevant, t.score, " ".join(t.mediators), " ".join(t.obstacles), evidence_json(t)
+    return r.content_hash, r.relevant, r.score, " ".join(r.mediators), " ".join(r.obstacles), r.evidence_json
 
 
-def _update_items(db: _Cursor, changes: dict[int, Pair], new_hashes: list[tuple[str, int, str]], now: datetime) -> None:
+def _update_items(
+    db: _Cursor, changes: dict[int, ItemRecord], new_hashes: list[tuple[str, int, str]], now: datetime
+) -> None:
     """Rewrite changed items in place, with their sources' hashes and their tags."""
     dt = db.dt
     ids = sorted(changes)  # id order: concurrent writers lock rows in the same order
@@ -666,9 +690,9 @@ def _update_items(db: _Cursor, changes: dict[int, Pair], new_hashes: list[tuple[
     rows = []
     tag_rows_: list[tuple[object, ...]] = []
     for item_id in ids:
-        e, t = changes[item_id]
-        rows.append((item_id, *_content(e), *_judgement(e, t), dt(e.updated or now)))
-        tag_rows_ += _tag_tuples(item_id, t, published[item_id])
+        r = changes[item_id]
+        rows.append((item_id, *_content(r), *_judgement(r), dt(r.updated or now)))
+        tag_rows_ += _tag_tuples(item_id, r, published[item_id])
     db.write(UPDATE_ITEMS, rows)
     db.write(UPDATE_SOURCE_HASHES, new_hashes)
     db.in_list("DELETE FROM item_tag WHERE item_id", ids, _INT)
@@ -751,7 +775,7 @@ _evidence_prefixes: dict[tuple[str, str, str], str] = {}
 _small_ints = [str(i) for i in range(2048)]
 
 
-def _tag_tuples(item_id: int, tag: Tags, published: object) -> list[tuple[int, str, str, object]]:
+def _tag_tuples(item_id: int, tag: Tags | ItemRecord, published: object) -> list[tuple[int, str, str, object]]:
     """(item_id, tag, kind, published_at) index rows; an irrelevant item is in no tag's view, whatever it says."""
     if not tag.relevant:
         return []
