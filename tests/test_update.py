@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import random
 import time
 from datetime import UTC, datetime, timedelta
@@ -21,7 +22,7 @@ from tracker.store import ingest, queries, schema, tables
 from tracker.store.db import make_engine
 from tracker.store.dbapi import Database
 from tracker.store.ingest import ClaimedFeed, FeedSpec
-from tracker.update import Poller, Processed, decide
+from tracker.update import PIPE_BYTES, Poller, Processed, decide, make_process_pool
 
 FAST = FetchSettings(concurrency=20, per_host_concurrency=20, read_timeout=2, total_timeout=5)
 SCHEDULE = ScheduleSettings()
@@ -157,6 +158,17 @@ def test_feeds_yaml_taxonomy_overrides_reach_the_parse_workers(
         assert mediators.split() == ["un"] and "Zorbanian envoy" in evidence
     else:
         assert mediators == "" and "Zorbanian" not in evidence
+
+
+@pytest.mark.skipif(not hasattr(fcntl, "F_GETPIPE_SZ"), reason="pipe sizes can be set on Linux only")
+def test_parse_pool_pipes_hold_a_whole_document_and_result() -> None:
+    pool = make_process_pool(1)
+    try:
+        assert pool.submit(len, b"x" * PIPE_BYTES).result() == PIPE_BYTES  # a worker answers through them
+        for queue in (pool._result_queue, pool._call_queue):  # type: ignore[attr-defined]
+            assert fcntl.fcntl(queue._reader.fileno(), fcntl.F_GETPIPE_SZ) == PIPE_BYTES
+    finally:
+        pool.shutdown()
 
 
 def test_a_slow_writer_holds_back_fetching(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
