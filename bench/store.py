@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import dataclasses
 import gc
 import hashlib
 import importlib.util
@@ -38,7 +37,7 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -52,7 +51,7 @@ from feedfarm import FarmModel  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 
-from tracker.models import Entry, Tags  # noqa: E402
+from tracker.models import ItemRecord  # noqa: E402
 from tracker.store import ingest, schema  # noqa: E402
 from tracker.store.db import make_engine  # noqa: E402
 from tracker.store.dbapi import Database  # noqa: E402
@@ -60,8 +59,8 @@ from tracker.update import process_document  # noqa: E402
 
 BASE = "http://farm.invalid"
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-Feed = tuple[Sequence[Entry], Sequence[Tags]]
-Batch = list[tuple[Any, Sequence[Entry], Sequence[Tags]]]
+Feed = tuple[ItemRecord, ...]
+Batch = list[tuple[Any, Feed]]
 
 
 def build_feeds(n: int, items: int) -> tuple[list[Feed], list[Feed], int]:
@@ -80,22 +79,22 @@ def build_feeds(n: int, items: int) -> tuple[list[Feed], list[Feed], int]:
 
 def _process(model: FarmModel, i: int, now: datetime) -> Feed:
     done = process_document(model.render(i, BASE), {}, f"{BASE}/feed/{i}.xml", now, None, "")
-    return done.parsed.entries, done.tags
+    return done.items
 
 
 def edited(feeds: list[Feed], fraction: float) -> list[Feed]:
     """The same feeds with every ``1/fraction``-th item's text changed (so its content hash too)."""
     step = round(1 / fraction)
     out: list[Feed] = []
-    for entries, tags in feeds:
+    for items in feeds:
         changed = []
-        for k, e in enumerate(entries):
+        for k, r in enumerate(items):
             if k % step == 0:
-                summary = e.summary + " (updated)"
-                digest = hashlib.sha256(f"{e.title}\n{summary}".encode()).hexdigest()[:32]
-                e = dataclasses.replace(e, summary=summary, text=e.text + " (updated)", content_hash=digest)
-            changed.append(e)
-        out.append((changed, tags))
+                summary = r.summary + " (updated)"
+                digest = hashlib.sha256(f"{r.title}\n{summary}".encode()).hexdigest()[:32]
+                r = r._replace(summary=summary, text=r.text + " (updated)", content_hash=digest)
+            changed.append(r)
+        out.append(tuple(changed))
     return out
 
 
@@ -122,9 +121,9 @@ def batches(ids: list[int], feeds: list[Feed] | None, size: int, at: datetime) -
         chunk: Batch = []
         for j in range(start, min(start + size, len(ids))):
             if feeds is None:
-                chunk.append((feed_update(ids[j], "not_modified", at), (), ()))
+                chunk.append((feed_update(ids[j], "not_modified", at), ()))
             else:
-                chunk.append((feed_update(ids[j], "ok", at), feeds[j][0], feeds[j][1]))
+                chunk.append((feed_update(ids[j], "ok", at), feeds[j]))
         out.append(chunk)
     return out
 
@@ -168,7 +167,7 @@ def run(
         with engine.connect() as conn:
             by_url = dict(conn.execute(text("SELECT url, id FROM feed")).all())
         ids = [by_url[u] for u in urls]
-        n_items = sum(len(e) for e, _ in feeds)
+        n_items = sum(len(items) for items in feeds)
         cases: list[tuple[str, list[Feed] | None, int, int]] = [
             ("new", feeds, n_items, 0),
             ("unchanged", feeds, n_items, 1),
@@ -243,7 +242,7 @@ def main() -> None:
 
     mod = load(args.ingest_file)
     docs = build_feeds(args.feeds, args.items)
-    n_items = sum(len(e) for e, _ in docs[0])
+    n_items = sum(len(items) for items in docs[0])
     print(
         f"apply_feed_results: {args.feeds} feeds x {args.items} items ({n_items} items), {args.batch} feeds per "
         f"transaction, best of {args.repeat}; Python {platform.python_version()}, {mod.__name__}"
