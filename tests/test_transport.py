@@ -121,6 +121,30 @@ def test_responses_without_a_body_keep_the_connection() -> None:
     run(go())
 
 
+def test_a_complete_response_is_released_unread() -> None:
+    """What the fetcher (which calls the transport itself) relies on to skip reading a 304: ``complete``
+    only once nothing is left to read, and closing such a response gives its connection back."""
+    answers = (b"HTTP/1.1 304 Not Modified\r\n\r\n", OK, OK)
+
+    async def go() -> None:
+        served = Served()
+        transport = AsyncioTransport()
+        async with serve(replies(served, *answers)) as s:
+            first = await transport.handle_async_request(httpx.Request("GET", s.url))
+            assert first.stream.complete  # type: ignore[attr-defined]
+            await first.aclose()  # unread
+            second = await transport.handle_async_request(httpx.Request("GET", s.url))
+            await asyncio.sleep(0.05)  # the body is in, but not read yet
+            assert not second.stream.complete  # type: ignore[attr-defined]
+            assert await second.aread() == b"<rss/>"
+            third = await transport.handle_async_request(httpx.Request("GET", s.url))
+            assert await third.aread() == b"<rss/>"
+            assert s.connections == 1
+            await transport.aclose()
+
+    run(go())
+
+
 def test_chunked_body_arriving_in_pieces() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")

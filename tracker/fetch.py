@@ -380,6 +380,8 @@ class Fetcher:
         back to the pool.  Bodies without a small Content-Length are not worth waiting for; a 304 or
         204 has no body whatever its headers say (servers often send no Content-Length with a 304).
         """
+        if getattr(response.stream, "complete", False):  # our transport has it all: nothing to read
+            return
         length = response.headers.get("content-length")
         if response.status_code in (204, 304) or (length is not None and length.isdigit() and int(length) <= 65536):
             await response.aread()

@@ -263,6 +263,12 @@ class _Body(httpx.AsyncByteStream):
             else:
                 await conn.wait(self._read_timeout, httpx.ReadTimeout)
 
+    @property
+    def complete(self) -> bool:
+        """The whole response is in and nothing of it is left unread (e.g. a 304): closing reuses the connection."""
+        conn = self._conn
+        return conn is not None and conn.done and not conn.chunks
+
     async def aclose(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:

@@ -448,6 +448,13 @@ class Poller:
         summary.updated += counts.updated
         summary.linked += counts.linked
         level = logging.INFO if upd.outcome in ("ok", "not_modified") else logging.WARNING
+        if log.isEnabledFor(level):  # `tracker poll` logs warnings only: skip building the arguments
+            self._log(level, feed, result, upd, counts)
+        if self.on_outcome:
+            self.on_outcome(feed.name, upd, counts)
+
+    @staticmethod
+    def _log(level: int, feed: ClaimedFeed, result: FetchResult, upd: FeedUpdate, counts: WriteCounts) -> None:
         log.log(
             level,
             "feed %s: %s%s new=%d updated=%d %.2fs next=%s",
@@ -467,5 +474,3 @@ class Poller:
                 "elapsed": round(result.elapsed, 3),
             },
         )
-        if self.on_outcome:
-            self.on_outcome(feed.name, upd, counts)
