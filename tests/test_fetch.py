@@ -20,7 +20,14 @@ from feedfarm import FeedFarm
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
-from tracker.fetch import Fetcher, FetchSettings, parse_max_age, parse_retry_after, shared_ssl_context
+from tracker.fetch import (
+    Fetcher,
+    FetchSettings,
+    _plain_target,
+    parse_max_age,
+    parse_retry_after,
+    shared_ssl_context,
+)
 from tracker.models import FeedRequest, FetchResult
 
 FAST = FetchSettings(connect_timeout=2, read_timeout=2, total_timeout=5)
@@ -94,6 +101,86 @@ def test_304_without_content_length_keeps_the_connection() -> None:
     results = asyncio.run(go())
     assert [r.outcome for r in results] == ["not_modified"] * 3
     assert connections == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8000/feed.xml",
+        "https://example.org",
+        "http://example.org:80/a/b?x=1&y=%20z",
+        "https://news.example.org:8443/rss?topic=peace;talks&amp=1",
+        "http://a.b-c.example/~user/feed.rss?q=a/b?c",
+        "https://example.org:443/feeds/all.atom.xml",
+    ],
+)
+def test_plain_urls_are_sent_as_httpx_would_send_them(url: str) -> None:
+    plain = _plain_target(url)
+    assert plain is not None
+    key, host_header, target = plain
+    u = httpx.URL(url)
+    assert key == (u.scheme, u.host, u.port)
+    assert host_header == u.netloc and target == u.raw_path
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://Example.org/feed",  # httpx lower-cases the host
+        "http://example.org/a b",  # and quotes what RFC 3986 does not allow
+        "http://example.org/a|b",
+        "http://example.org/%zz",
+        "http://example.org/feed#top",  # a fragment is not sent
+        "http://example.org/a/../b",  # dot segments are removed
+        "http://bücher.example/",  # IDNA
+        "http://[::1]/feed",
+        "http://example.org:99999/",
+        "ftp://example.org/",
+    ],
+)
+def test_other_urls_go_through_httpx(url: str) -> None:
+    assert _plain_target(url) is None
+
+
+def test_both_request_paths_send_and_read_alike() -> None:
+    """A plain URL goes the fast path, the same URL with a fragment through httpx's objects: the same
+    bytes on the wire, the same result from the same reply."""
+    heads: list[bytes] = []
+    body = gzip.compress(b"<rss><channel><title>t</title></channel></rss>")
+    reply = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml; charset=utf-8\r\nContent-Encoding: gzip\r\n"
+        b'ETag: "v2"\r\nCache-Control: public, max-age=120\r\nX-Note: caf\xc3\xa9\r\nVary: Accept\r\n'
+        b"Vary: Accept-Encoding\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                heads.append(await reader.readuntil(b"\r\n\r\n"))
+                writer.write(reply)
+                await writer.drain()
+        except asyncio.IncompleteReadError:
+            pass
+        finally:
+            writer.close()
+
+    async def go() -> list[FetchResult]:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/feed.xml?lang=uk"
+        async with server, Fetcher(FAST) as f:
+            return [
+                await f.fetch(FeedRequest(1, u, etag='"v1"', last_modified="Fri, 20 Nov 2026 11:00:00 GMT"))
+                for u in (url, url + "#fragment")
+            ]
+
+    fast, slow = asyncio.run(go())
+    assert _plain_target(fast.url) is not None and _plain_target(slow.url) is None
+    assert heads[0] == heads[1] and heads[0].startswith(b"GET /feed.xml?lang=uk HTTP/1.1\r\nHost: 127.0.0.1:")
+    assert b'\r\nIf-None-Match: "v1"\r\n' in heads[0]
+    assert fast.content == slow.content == b"<rss><channel><title>t</title></channel></rss>"
+    assert fast.headers == slow.headers and fast.headers["vary"] == "Accept, Accept-Encoding"
+    assert fast.headers["x-note"] == "café"
+    assert (fast.etag, fast.max_age, fast.status) == (slow.etag, slow.max_age, slow.status) == ('"v2"', 120.0, 200)
 
 
 def test_last_modified_alone_gives_304(farm: FeedFarm) -> None:
@@ -330,6 +417,7 @@ def test_content_encodings_and_deflate_variants(httpserver: HTTPServer) -> None:
         "/zlib": ("deflate", zlib.compress(body)),
         "/raw": ("deflate", zlib.compress(body)[2:-4]),
         "/plain": ("identity", body),
+        "/unknown": ("x-unknown", body),  # not asked for: left to httpx's decoders, which pass it through
         "/broken": ("gzip", b"\x1f\x8b not really gzip"),
     }
     for path, (enc, data) in variants.items():
@@ -340,7 +428,7 @@ def test_content_encodings_and_deflate_variants(httpserver: HTTPServer) -> None:
             return {p: await f.fetch(FeedRequest(1, httpserver.url_for(p))) for p in variants}
 
     results = asyncio.run(go())
-    for path in ("/gzip", "/multi", "/zlib", "/raw", "/plain"):
+    for path in ("/gzip", "/multi", "/zlib", "/raw", "/plain", "/unknown"):
         assert results[path].content == body, path
     assert results["/broken"].outcome == "error"
     assert results["/broken"].error is not None and results["/broken"].error.startswith("decoding error")

@@ -192,7 +192,7 @@ class _Connection(asyncio.Protocol):
             if timer is not None:
                 timer.cancel()
 
-    async def exchange(self, data: bytes, head: bool, timeouts: Timeouts) -> httpx.Response:
+    async def exchange(self, data: bytes, head: bool, timeouts: Timeouts) -> Reply:
         """Send one request and wait for its response's headers."""
         self.parser = httptools.HttpResponseParser(self)
         self.requests += 1
@@ -214,12 +214,7 @@ class _Connection(asyncio.Protocol):
             if self.error is not None:
                 raise self.error
             await self.wait(read, httpx.ReadTimeout)
-        return httpx.Response(
-            self.status,
-            headers=self.headers,
-            stream=_Body(self, read),
-            extensions={"http_version": b"HTTP/" + self.version.encode(), "reason_phrase": self.reason},
-        )
+        return Reply(self, read)
 
     def close(self) -> None:
         """Close now (a TLS connection sends close_notify but does not wait for the server's)."""
@@ -238,12 +233,24 @@ def _expire(waiter: asyncio.Future[None], error: type[httpx.TimeoutException]) -
         waiter.set_exception(error("timed out"))
 
 
-class _Body(httpx.AsyncByteStream):
-    """A response body as it arrives; closing it gives the connection back (or closes it, if unfinished)."""
+class Reply(httpx.AsyncByteStream):
+    """A response: its status line and header fields as received, then its body as it arrives (still
+    content-encoded); closing it gives the connection back (or closes it, if unfinished).
+
+    ``AsyncioTransport.send`` returns it as it is (what the fetcher reads, without building httpx's
+    Request and Response objects: ~40 µs a request); ``handle_async_request`` wraps it in an
+    ``httpx.Response`` as its stream.
+    """
+
+    __slots__ = ("_conn", "_read_timeout", "headers", "reason", "status", "version")
 
     def __init__(self, conn: _Connection, read_timeout: float | None) -> None:
         self._conn: _Connection | None = conn
         self._read_timeout = read_timeout
+        self.status = conn.status
+        self.headers = conn.headers  # [(name, value)] as received
+        self.reason = conn.reason
+        self.version = conn.version
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         conn = self._conn
@@ -401,12 +408,21 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
         if scheme not in ("http", "https"):
             raise httpx.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
         key = (scheme, url.raw_host.decode("ascii"), url.port or (443 if scheme == "https" else 80))
+        data = await _serialise(request)
+        reply = await self.send(key, data, request.extensions.get("timeout", {}), head=request.method == "HEAD")
+        return httpx.Response(
+            reply.status,
+            headers=reply.headers,
+            stream=reply,
+            extensions={"http_version": b"HTTP/" + reply.version.encode(), "reason_phrase": reply.reason},
+        )
+
+    async def send(self, key: Key, data: bytes, timeouts: Timeouts, *, head: bool = False) -> Reply:
+        """Send ``data`` (a whole request, as ``_serialise`` makes it) to ``key``'s (scheme, host, port)
+        on a pooled connection; the reply once its header fields are in."""
         pool = self._pools.get(key)
         if pool is None:
             pool = self._pools[key] = _Pool(self, key)
-        data = await _serialise(request)
-        timeouts: Timeouts = request.extensions.get("timeout", {})
-        head = request.method == "HEAD"
         fresh = False
         while True:
             conn = await pool.acquire(timeouts, fresh)
