@@ -1,25 +1,25 @@
 """The fetch stage: one conditional GET per feed → ``FetchResult``.  Failures are data, never exceptions.
 
-Why it is written around httpx rather than leaning on ``follow_redirects=True`` and ``response.read()``:
+Why it is not ``httpx.get(url, follow_redirects=True)``:
 
 * Redirects are followed here (up to ``max_redirects``) so we can tell a loop from a long chain and
   know whether *every* hop was permanent (301/308) — only then may the stored URL be updated.
 * The body is streamed and counted *after* decompression.  gzip/deflate are inflated here with zlib's
   ``max_length`` so a gzip bomb (kilobytes on the wire, gigabytes inflated) stops at ``max_body_bytes``
   holding at most that much; httpx's own decoder would inflate each 64 KiB wire chunk whole (~64 MB).
-  Only gzip and deflate are advertised; anything else a server sends anyway goes through httpx.
+  Only gzip and deflate are advertised; anything else a server sends anyway goes through httpx's decoders.
 * Limits: a semaphore per host (politeness) is taken *before* the global one, so feeds queued behind a
   busy host do not sit on global slots that other hosts could use.  The total timeout starts once the
   slots are held: waiting in our own queue is not the server being slow.
-* HTTP/1.1 keep-alive through an httpx *transport* (connection pool) per host (``_HostPool``): our own
-  on asyncio and httptools (``tracker.transport``), as httpcore + h11 + anyio cost ~0.5 ms of CPU per
-  request; a whole 304 fetch now costs ~0.25 ms (bench/fetch.py).  The ``AsyncClient`` layer is
-  skipped: cookies, auth and event hooks are nothing a feed fetch needs, and cost ~0.1 ms a request.
-  For a plain URL (``PLAIN_URL``: what httpx would send unchanged) on our transport, httpx's URL,
-  Request and Response objects are skipped too: the request is written out here and the reply read
-  as it came (~40 µs of ~0.25 ms a request); any other URL, a proxy or an injected transport goes
-  through them as before.  Idle connections of the ``keepalive_hosts`` most recently used hosts are kept.  The TLS context is
-  loaded only when an https URL is fetched (it costs 20-30 ms of CPU).
+* HTTP/1.1 keep-alive through a transport (connection pool) per host (``_HostPool``): our own on
+  asyncio and httptools (``tracker.transport``), as httpcore + h11 + anyio cost ~0.5 ms of CPU per
+  request.  The request is written out here and the reply read as it came: httpx's client, URL,
+  Request and Response objects cost ~0.1 ms a request more, and a poll of plain feed URLs
+  (``PLAIN_URL``) does not even import httpx.  httpx still parses any other URL, joins redirects, and
+  is the interface of a proxy's transport (httpx's own) or an injected one (``httpx.MockTransport``).
+  A whole 304 fetch costs ~0.2 ms (bench/fetch.py).  Idle connections of the ``keepalive_hosts``
+  most recently used hosts are kept.  The TLS context is loaded only when an https URL is fetched
+  (it costs 20-30 ms of CPU).
 * Proxies come from ``FetchSettings.proxy`` only (environment variables are not read).
 """
 
@@ -40,29 +40,41 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from types import TracebackType
+from types import ModuleType, TracebackType
+from typing import TYPE_CHECKING
 
-# httpx/__init__ imports its command-line client, httpx._main, whenever click, rich and pygments are
-# installed (uvicorn and typer bring them): ~50 ms of start-up for a `tracker poll` that never runs it.  A None
-# entry makes that import fail at once, as it does without them (httpx.main then only explains what
-# is missing); the entry is removed again so that an explicit `import httpx._main` still works.
-_NO_CLI = "httpx" not in sys.modules and "httpx._main" not in sys.modules
-if _NO_CLI:
-    sys.modules["httpx._main"] = None  # type: ignore[assignment]
-try:
+from tracker import __version__
+from tracker.models import FeedRequest, FetchOutcome, FetchResult
+from tracker.transport import AsyncioTransport, Reply, Timeouts
+
+if TYPE_CHECKING:
     import httpx
-finally:
-    if _NO_CLI and sys.modules.get("httpx._main", 0) is None:
-        del sys.modules["httpx._main"]
 
-from tracker import __version__  # noqa: E402  (after httpx, see above)
-from tracker.models import FeedRequest, FetchOutcome, FetchResult  # noqa: E402
-from tracker.transport import AsyncioTransport, Reply  # noqa: E402  (imports httpx too)
 
-try:  # httpcore (the proxy transport) runs `import sniffio` for every new connection; when it is absent,
-    import sniffio  # noqa: F401  each failed import walks sys.path (~0.8 ms CPU per connection).  Cache the
-except ImportError:  # miss: a None entry makes `import sniffio` fail at once; httpcore then assumes asyncio.
-    sys.modules["sniffio"] = None  # type: ignore[assignment]
+def _httpx() -> ModuleType:
+    """httpx, imported when first needed (a URL that is not plain, a redirect, a proxy, an injected
+    transport, https): a poll of plain feed URLs never imports it (~30 ms of start-up)."""
+    module = sys.modules.get("httpx")
+    if module is not None:
+        return module
+    # httpx/__init__ imports its command-line client, httpx._main, whenever click, rich and pygments are
+    # installed (uvicorn and typer bring them): ~50 ms for a program that never runs it.  A None entry
+    # makes that import fail at once, as it does without them (httpx.main then only explains what is
+    # missing); the entry is removed again so that an explicit `import httpx._main` still works.
+    no_cli = "httpx._main" not in sys.modules
+    if no_cli:
+        sys.modules["httpx._main"] = None  # type: ignore[assignment]
+    try:
+        import httpx
+    finally:
+        if no_cli and sys.modules.get("httpx._main", 0) is None:
+            del sys.modules["httpx._main"]
+    try:  # httpcore (the proxy transport) runs `import sniffio` for every new connection; when it is
+        import sniffio  # noqa: F401  absent, each failed import walks sys.path (~0.8 ms CPU per connection).
+    except ImportError:  # Cache the miss: a None entry makes it fail at once; httpcore then assumes asyncio.
+        sys.modules["sniffio"] = None  # type: ignore[assignment]
+    return httpx
+
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 PERMANENT = frozenset({301, 308})
@@ -189,15 +201,15 @@ def _utcnow() -> datetime:
 HostKey = tuple[str, str, int | None]  # scheme, host, port (None: the scheme's default)
 
 # A URL that httpx.URL would give back as it is: http(s), a lower-case ASCII host, a port, then a path and
-# query of RFC 3986 characters (valid %-escapes only) and no fragment.  Such a URL is sent by the fast
-# path below without httpx's URL, Request and Response objects; any other goes through httpx.
+# query of RFC 3986 characters (valid %-escapes only) and no fragment.  Such a URL is sent as it is; any
+# other is parsed by httpx.URL first.
 _PCHAR = r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})"
 PLAIN_URL = re.compile(rf"(https?)://([a-z0-9][a-z0-9.\-]*)(?::([0-9]{{1,5}}))?(/{_PCHAR}*)?(\?(?:{_PCHAR}|\?)*)?")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def _plain_target(url: str) -> tuple[HostKey, bytes, bytes] | None:
-    """(host key, Host header, request target) of a URL the fast path can send; None for any other."""
+    """(host key, Host header, request target) of a plain URL; None for any other."""
     m = PLAIN_URL.fullmatch(url)
     if m is None:
         return None
@@ -213,12 +225,16 @@ def _plain_target(url: str) -> tuple[HostKey, bytes, bytes] | None:
     return (scheme, host, port), netloc.encode("ascii"), ((path or "/") + (query or "")).encode("ascii")
 
 
-def _header_lines(fields: dict[str, str]) -> bytes | None:
-    """Header fields as sent; None if a value is not ASCII (httpx refuses those; the fast path leaves them to it)."""
+def _header_lines(fields: dict[str, str]) -> bytes:
+    """Header fields as sent: a value as the bytes it came in (see ``_text``)."""
+    return b"".join(b"%s: %s\r\n" % (k.encode("ascii"), _bytes(v)) for k, v in fields.items())
+
+
+def _bytes(value: str) -> bytes:
     try:
-        return b"".join(b"%s: %s\r\n" % (k.encode("ascii"), v.encode("ascii")) for k, v in fields.items())
+        return value.encode("iso-8859-1")
     except UnicodeEncodeError:
-        return None
+        return value.encode("utf-8")
 
 
 def _text(value: bytes) -> str:
@@ -284,7 +300,10 @@ class _Answer:
     def _httpx(self) -> httpx.Response:
         if self.response is None:
             assert self.reply is not None
-            self.response = httpx.Response(self.status, headers=self.reply.headers, stream=self.reply)
+            from tracker.transport_httpx import ReplyStream
+
+            stream = ReplyStream(self.reply)
+            self.response = _httpx().Response(self.status, headers=self.reply.headers, stream=stream)
         return self.response
 
 
@@ -293,7 +312,7 @@ class _HostPool:
 
     __slots__ = ("key", "slot", "transport", "users")
 
-    def __init__(self, key: HostKey, transport: httpx.AsyncBaseTransport, per_host: int) -> None:
+    def __init__(self, key: HostKey, transport: httpx.AsyncBaseTransport | AsyncioTransport, per_host: int) -> None:
         self.key = key
         self.transport = transport
         self.slot = asyncio.Semaphore(per_host)
@@ -304,7 +323,8 @@ class _HostPool:
 def shared_ssl_context() -> ssl.SSLContext:
     """One verifying context per process: loading the CA certificates costs ~10 ms and ~1 MB each
     time, and a daemon builds a Fetcher for every batch of feeds."""
-    return httpx.create_ssl_context()
+    context: ssl.SSLContext = _httpx().create_ssl_context()
+    return context
 
 
 class Fetcher:
@@ -317,20 +337,20 @@ class Fetcher:
         self,
         settings: FetchSettings | None = None,
         *,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: httpx.AsyncBaseTransport | AsyncioTransport | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.settings = s = settings or FetchSettings()
         self.clock = clock
         self._shared_transport = transport
-        n = s.per_host_concurrency
-        self._limits = httpx.Limits(max_connections=n, max_keepalive_connections=n, keepalive_expiry=s.keepalive_expiry)
         self._headers = {"User-Agent": s.user_agent, "Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"}
-        self._header_lines = _header_lines(self._headers)  # the same, as the fast path sends them
-        self._extensions = {
-            "timeout": httpx.Timeout(
-                connect=s.connect_timeout, read=s.read_timeout, write=s.read_timeout, pool=s.total_timeout
-            ).as_dict()
+        self._header_lines = _header_lines(self._headers)  # the same, as our transport is sent them
+        # as httpx.Timeout(...).as_dict() gives them, for our transport and httpx's
+        self._timeouts: Timeouts = {
+            "connect": s.connect_timeout,
+            "read": s.read_timeout,
+            "write": s.read_timeout,
+            "pool": s.total_timeout,
         }
         self._global: asyncio.Semaphore | None = None
         self._pools: dict[HostKey, _HostPool] = {}
@@ -353,14 +373,22 @@ class Fetcher:
         if self._shared_transport is not None:
             await self._shared_transport.aclose()
 
-    def _new_transport(self, scheme: str) -> httpx.AsyncBaseTransport:
+    def _new_transport(self, scheme: str) -> httpx.AsyncBaseTransport | AsyncioTransport:
+        s = self.settings
         if self._shared_transport is not None:
             return self._shared_transport
-        if self.settings.proxy:
+        n = s.per_host_concurrency
+        if s.proxy:
+            httpx = _httpx()
+            limits = httpx.Limits(max_connections=n, max_keepalive_connections=n, keepalive_expiry=s.keepalive_expiry)
             return httpx.AsyncHTTPTransport(
-                verify=shared_ssl_context(), limits=self._limits, http1=True, retries=0, proxy=self.settings.proxy
+                verify=shared_ssl_context(), limits=limits, http1=True, retries=0, proxy=s.proxy
             )
-        return AsyncioTransport(ssl_context=shared_ssl_context() if scheme == "https" else None, limits=self._limits)
+        return AsyncioTransport(
+            ssl_context=shared_ssl_context() if scheme == "https" else None,
+            max_connections=n,
+            keepalive_expiry=s.keepalive_expiry,
+        )
 
     def _acquire(self, key: HostKey) -> _HostPool:
         pool = self._pools.get(key)
@@ -417,7 +445,7 @@ class Fetcher:
                 if plain is not None:
                     key = plain[0]
                 else:
-                    target = httpx.URL(url)
+                    target = _httpx().URL(url)
                     if target.scheme not in ("http", "https") or not target.host:
                         return fail("error", f"invalid URL: {url}")
                     key = (target.scheme, target.host, target.port)
@@ -442,6 +470,7 @@ class Fetcher:
                 # a redirect: decide on the next hop outside the slots
                 hops += 1
                 permanent = permanent and status in PERMANENT
+                httpx = _httpx()
                 try:
                     url = str((target or httpx.URL(url)).join(location))
                 except httpx.InvalidURL:
@@ -455,28 +484,38 @@ class Fetcher:
             return fail("error", f"total timeout after {s.total_timeout:g}s")
         except _BodyTooLarge:
             return fail("error", f"body exceeds {s.max_body_bytes} bytes", 200)
-        except httpx.ConnectTimeout:
-            return fail("error", f"connect timeout after {s.connect_timeout:g}s")
-        except httpx.ReadTimeout:
-            return fail("error", f"read timeout after {s.read_timeout:g}s")
-        except httpx.WriteTimeout:
-            return fail("error", f"write timeout after {s.read_timeout:g}s")
-        except httpx.PoolTimeout:
-            return fail("error", "timed out waiting for a connection")
-        except httpx.ConnectError as exc:
-            return fail("error", f"connect error: {_describe_connect(exc)}")
-        except httpx.RemoteProtocolError as exc:
-            return fail("error", f"protocol error: {_describe(exc)}")
-        except (httpx.ReadError, httpx.WriteError, httpx.CloseError) as exc:
-            return fail("error", f"network error: {_describe(exc)}")
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
-            return fail("error", f"invalid URL: {_describe(exc)}")
-        except (httpx.DecodingError, zlib.error) as exc:
+        except zlib.error as exc:
             return fail("error", f"decoding error: {_describe(exc)}")
-        except httpx.HTTPError as exc:
-            return fail("error", f"{type(exc).__name__}: {_describe(exc)}")
         except Exception as exc:  # never raise: a failure is this feed's data
-            return fail("error", f"unexpected error: {exc!r}")
+            return fail("error", self._failure(exc))
+
+    def _failure(self, exc: Exception) -> str:
+        """How a failed request reads.  Our transport's exceptions are named as httpx's (it does not
+        import httpx), so one look at the class names serves both."""
+        s = self.settings
+        module = type(exc).__module__
+        if not module.startswith(("httpx", "tracker.transport")):
+            return f"unexpected error: {exc!r}"
+        names = {c.__name__ for c in type(exc).__mro__}
+        if "ConnectTimeout" in names:
+            return f"connect timeout after {s.connect_timeout:g}s"
+        if "ReadTimeout" in names:
+            return f"read timeout after {s.read_timeout:g}s"
+        if "WriteTimeout" in names:
+            return f"write timeout after {s.read_timeout:g}s"
+        if "PoolTimeout" in names:
+            return "timed out waiting for a connection"
+        if "ConnectError" in names:
+            return f"connect error: {_describe_connect(exc)}"
+        if "RemoteProtocolError" in names:
+            return f"protocol error: {_describe(exc)}"
+        if names & {"ReadError", "WriteError", "CloseError"}:
+            return f"network error: {_describe(exc)}"
+        if names & {"InvalidURL", "UnsupportedProtocol"}:
+            return f"invalid URL: {_describe(exc)}"
+        if "DecodingError" in names:
+            return f"decoding error: {_describe(exc)}"
+        return f"{type(exc).__name__}: {_describe(exc)}"
 
     async def _send(
         self,
@@ -486,18 +525,29 @@ class Fetcher:
         plain: tuple[HostKey, bytes, bytes] | None,
         conditional: dict[str, str],
     ) -> _Answer:
-        """One request on the host's transport: written out directly for our own transport and a plain
-        URL (the common case), through httpx's Request and Response objects for anything else."""
+        """One request on the host's transport: written out here for our own transport (the common case),
+        through httpx's Request and Response objects for any other (a proxy, an injected transport)."""
         transport = pool.transport
-        if plain is not None and isinstance(transport, AsyncioTransport) and self._header_lines is not None:
+        if isinstance(transport, AsyncioTransport):
+            if plain is None:
+                assert target is not None
+                scheme = target.scheme
+                plain = (scheme, target.raw_host.decode("ascii"), target.port), target.netloc, target.raw_path
             (scheme, host, port), host_header, path = plain
-            extra = _header_lines(conditional)
-            if extra is not None:
-                data = b"GET %s HTTP/1.1\r\nHost: %s\r\n%s%s\r\n" % (path, host_header, self._header_lines, extra)
-                key = (scheme, host, port or DEFAULT_PORTS[scheme])
-                return _Answer(await transport.send(key, data, self._extensions["timeout"]), None)
+            data = b"GET %s HTTP/1.1\r\nHost: %s\r\n%s%s\r\n" % (
+                path,
+                host_header,
+                self._header_lines,
+                _header_lines(conditional),
+            )
+            return _Answer(
+                await transport.send((scheme, host, port or DEFAULT_PORTS[scheme]), data, self._timeouts), None
+            )
+        httpx = _httpx()
         headers = {**self._headers, **conditional}
-        request = httpx.Request("GET", target or httpx.URL(url), headers=headers, extensions=self._extensions)
+        request = httpx.Request(
+            "GET", target or httpx.URL(url), headers=headers, extensions={"timeout": self._timeouts}
+        )
         response = await transport.handle_async_request(request)
         response.request = request
         return _Answer(None, response)

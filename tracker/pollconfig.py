@@ -66,7 +66,7 @@ class PollConfig:
 
     @classmethod
     def from_json(cls, text: str) -> PollConfig:
-        from tracker.fetch import FetchSettings  # httpx: not for `tracker check` and `tracker feeds`
+        from tracker.fetch import FetchSettings  # asyncio and the transport: not for `tracker check`, `tracker feeds`
 
         d = json.loads(text)
         return cls(

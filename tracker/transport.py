@@ -1,4 +1,4 @@
-"""An HTTP/1.1 keep-alive transport for httpx on ``asyncio.Protocol`` and httptools (no httpcore, h11 or anyio).
+"""An HTTP/1.1 keep-alive client transport on ``asyncio.Protocol`` and httptools (no httpcore, h11 or anyio).
 
 A poll cycle is mostly small conditional GETs answered 304, so the fetch stage costs what the client
 spends per request.  Through httpcore that was ~0.5 ms of CPU: h11's parser in Python, anyio's locks
@@ -8,9 +8,10 @@ uvicorn), a wait is one future with one timer, and each (scheme, host, port) has
 connections, most recently used first: ~0.15 ms per request, the kernel's share included.
 
 It does what a feed reader needs: HTTP/1.1 with keep-alive, TLS, bodies handed to the caller as they
-arrive (still content-encoded; reading pauses while more than ``MAX_BUFFER`` bytes wait unread), and
-httpx's timeouts and exceptions.  No HTTP/2, no proxies (Fetcher keeps httpx's stock transport for a
-proxy), no pipelining.
+arrive (still content-encoded; reading pauses while more than ``MAX_BUFFER`` bytes wait unread),
+timeouts, and errors named as httpx names them.  No HTTP/2, no proxies (Fetcher keeps httpx's stock
+transport for a proxy), no pipelining.  It does not import httpx (~30 ms of a `tracker poll` start-up):
+``tracker.transport_httpx`` puts httpx's transport interface on it.
 """
 
 from __future__ import annotations
@@ -22,11 +23,55 @@ import sys
 from collections.abc import AsyncIterator
 
 import httptools
-import httpx
 
 MAX_BUFFER = 256 * 1024  # unread body bytes at which reading from the socket pauses
 Key = tuple[str, str, int]  # scheme, host, port
-Timeouts = dict[str, float | None]
+Timeouts = dict[str, float | None]  # "connect", "read", "write", "pool" (httpx.Timeout.as_dict())
+
+
+class TransportError(Exception):
+    """A request that got no complete response.  The subclasses are httpx's names for the same failures
+    (``tracker.transport_httpx`` raises httpx's own classes instead)."""
+
+
+class TimeoutException(TransportError):
+    pass
+
+
+class ConnectTimeout(TimeoutException):
+    pass
+
+
+class ReadTimeout(TimeoutException):
+    pass
+
+
+class WriteTimeout(TimeoutException):
+    pass
+
+
+class PoolTimeout(TimeoutException):
+    pass
+
+
+class NetworkError(TransportError):
+    pass
+
+
+class ConnectError(NetworkError):
+    pass
+
+
+class ReadError(NetworkError):
+    pass
+
+
+class WriteError(NetworkError):
+    pass
+
+
+class RemoteProtocolError(TransportError):
+    pass
 
 
 class _Connection(asyncio.Protocol):
@@ -71,7 +116,7 @@ class _Connection(asyncio.Protocol):
         self.buffered = 0
         self.done = False  # the whole response is in
         self.keep_alive = False  # the connection may carry another request (once done)
-        self.error: httpx.TransportError | None = None
+        self.error: TransportError | None = None
         self.waiter: asyncio.Future[None] | None = None
         self.reading = True
         self.writing = True
@@ -93,12 +138,12 @@ class _Connection(asyncio.Protocol):
             if self.status and exc is None and self._ends_at_close():
                 self.done = True
             elif exc is not None:
-                self.error = httpx.ReadError(str(exc) or type(exc).__name__)
+                self.error = ReadError(str(exc) or type(exc).__name__)
                 self.error.__cause__ = exc
             elif not self.received:
-                self.error = httpx.RemoteProtocolError("Server disconnected without sending a response.")
+                self.error = RemoteProtocolError("Server disconnected without sending a response.")
             else:
-                self.error = httpx.RemoteProtocolError("peer closed connection without sending complete message")
+                self.error = RemoteProtocolError("peer closed connection without sending complete message")
         self._wake()
 
     def data_received(self, data: bytes) -> None:
@@ -116,7 +161,7 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self.keep_alive = False
             if not self.done:
-                self.error = httpx.RemoteProtocolError(str(exc) or type(exc).__name__)
+                self.error = RemoteProtocolError(str(exc) or type(exc).__name__)
         self._wake()
 
     def pause_writing(self) -> None:
@@ -180,7 +225,7 @@ class _Connection(asyncio.Protocol):
             return not coding.rstrip().lower().endswith(b"chunked")
         return b"content-length" not in fields
 
-    async def wait(self, timeout: float | None, error: type[httpx.TimeoutException]) -> None:
+    async def wait(self, timeout: float | None, error: type[TimeoutException]) -> None:
         """Until the socket or the parser has news, or raise ``error`` after ``timeout`` seconds without."""
         loop = self.pool.loop
         waiter = self.waiter = loop.create_future()
@@ -203,24 +248,24 @@ class _Connection(asyncio.Protocol):
         self.chunks = []
         self.error = None
         if self.lost:  # since it was handed over
-            raise httpx.WriteError("connection closed by the server")
+            raise WriteError("connection closed by the server")
         self.transport.write(data)
         while not self.writing:
             if self.error is not None:
-                raise httpx.WriteError(str(self.error)) from self.error
-            await self.wait(timeouts.get("write"), httpx.WriteTimeout)
+                raise WriteError(str(self.error)) from self.error
+            await self.wait(timeouts.get("write"), WriteTimeout)
         read = timeouts.get("read")
         while not self.status:
             if self.error is not None:
                 raise self.error
-            await self.wait(read, httpx.ReadTimeout)
+            await self.wait(read, ReadTimeout)
         return Reply(self, read)
 
     def close(self) -> None:
         """Close now (a TLS connection sends close_notify but does not wait for the server's)."""
         self.keep_alive = False
         if self.parser is not None and not self.done and self.error is None:  # a response still streaming
-            self.error = httpx.ReadError("connection closed")
+            self.error = ReadError("connection closed")
             self._wake()
         self.parser = None
         self.transport.close()
@@ -228,18 +273,17 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
 
-def _expire(waiter: asyncio.Future[None], error: type[httpx.TimeoutException]) -> None:
+def _expire(waiter: asyncio.Future[None], error: type[TimeoutException]) -> None:
     if not waiter.done():
         waiter.set_exception(error("timed out"))
 
 
-class Reply(httpx.AsyncByteStream):
+class Reply:
     """A response: its status line and header fields as received, then its body as it arrives (still
     content-encoded); closing it gives the connection back (or closes it, if unfinished).
 
-    ``AsyncioTransport.send`` returns it as it is (what the fetcher reads, without building httpx's
-    Request and Response objects: ~40 µs a request); ``handle_async_request`` wraps it in an
-    ``httpx.Response`` as its stream.
+    ``AsyncioTransport.send`` returns it; the fetcher reads it as it is (httpx's Request and Response
+    objects cost ~40 µs a request), ``tracker.transport_httpx`` wraps it in an ``httpx.Response``.
     """
 
     __slots__ = ("_conn", "_read_timeout", "headers", "reason", "status", "version")
@@ -268,7 +312,7 @@ class Reply(httpx.AsyncByteStream):
             elif conn.error is not None:
                 raise conn.error
             else:
-                await conn.wait(self._read_timeout, httpx.ReadTimeout)
+                await conn.wait(self._read_timeout, ReadTimeout)
 
     @property
     def complete(self) -> bool:
@@ -328,7 +372,7 @@ class _Pool:
             else:
                 waiter.cancel()
             if isinstance(exc, TimeoutError):
-                raise httpx.PoolTimeout("timed out waiting for a connection") from exc
+                raise PoolTimeout("timed out waiting for a connection") from exc
             raise
         return handed if handed is not None else await self._connect(timeouts.get("connect"))
 
@@ -344,9 +388,9 @@ class _Pool:
         except BaseException as exc:
             self._free_slot()
             if isinstance(exc, TimeoutError):
-                raise httpx.ConnectTimeout("timed out connecting") from exc
+                raise ConnectTimeout("timed out connecting") from exc
             if isinstance(exc, OSError):  # ssl.SSLError included
-                raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
+                raise ConnectError(str(exc) or type(exc).__name__) from exc
             raise
         return conn
 
@@ -382,44 +426,36 @@ class _Pool:
                 return
 
 
-class AsyncioTransport(httpx.AsyncBaseTransport):
+class AsyncioTransport:
     """HTTP/1.1 over pooled keep-alive connections, one pool per (scheme, host, port).
 
-    ``limits``: ``max_connections`` per pool and ``keepalive_expiry``; idle connections are at most
-    ``max_connections``, so ``max_keepalive_connections`` is not used.  ``ssl_context`` is used for
-    https (httpx's default context, made when first needed, if None).
+    ``max_connections`` per pool (idle ones included) and ``keepalive_expiry`` seconds an idle
+    connection is kept.  ``ssl_context`` is used for https (httpx's default context, made when first
+    needed, if None).
     """
 
-    def __init__(self, *, ssl_context: ssl.SSLContext | None = None, limits: httpx.Limits | None = None) -> None:
-        limits = limits or httpx.Limits()
+    def __init__(
+        self,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        max_connections: int | None = 100,  # httpx.Limits' defaults
+        keepalive_expiry: float | None = 5.0,
+    ) -> None:
         self._ssl_context = ssl_context
-        self.max_connections = limits.max_connections or sys.maxsize
-        self.keepalive_expiry = limits.keepalive_expiry if limits.keepalive_expiry is not None else float("inf")
+        self.max_connections = max_connections or sys.maxsize
+        self.keepalive_expiry = keepalive_expiry if keepalive_expiry is not None else float("inf")
         self._pools: dict[Key, _Pool] = {}
 
     def ssl_context(self) -> ssl.SSLContext:
         if self._ssl_context is None:
+            import httpx  # its default context: certifi's CA bundle
+
             self._ssl_context = httpx.create_ssl_context()
         return self._ssl_context
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        scheme = url.scheme
-        if scheme not in ("http", "https"):
-            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
-        key = (scheme, url.raw_host.decode("ascii"), url.port or (443 if scheme == "https" else 80))
-        data = await _serialise(request)
-        reply = await self.send(key, data, request.extensions.get("timeout", {}), head=request.method == "HEAD")
-        return httpx.Response(
-            reply.status,
-            headers=reply.headers,
-            stream=reply,
-            extensions={"http_version": b"HTTP/" + reply.version.encode(), "reason_phrase": reply.reason},
-        )
-
     async def send(self, key: Key, data: bytes, timeouts: Timeouts, *, head: bool = False) -> Reply:
-        """Send ``data`` (a whole request, as ``_serialise`` makes it) to ``key``'s (scheme, host, port)
-        on a pooled connection; the reply once its header fields are in."""
+        """Send ``data`` (a whole request: request line, header fields, body) to ``key``'s (scheme, host,
+        port) on a pooled connection; the reply once its header fields are in."""
         pool = self._pools.get(key)
         if pool is None:
             pool = self._pools[key] = _Pool(self, key)
@@ -429,7 +465,7 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
             reused = conn.requests > 0
             try:
                 return await conn.exchange(data, head, timeouts)
-            except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):
+            except (ReadError, WriteError, RemoteProtocolError):
                 pool.drop(conn)
                 # the server closed an idle connection just as it was reused: once more, on a new one
                 if fresh or not reused or conn.received:
@@ -446,18 +482,3 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
             conn.close()
         if conns:
             await asyncio.sleep(0)  # asyncio closes the sockets in its next round of callbacks
-
-
-async def _serialise(request: httpx.Request) -> bytes:
-    """The request as sent: request line, headers as httpx made them (Host included), then the body."""
-    lines = [b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), request.url.raw_path)]
-    lines += [b"%s: %s\r\n" % field for field in request.headers.raw]
-    lines.append(b"\r\n")
-    try:
-        lines.append(request.content)
-    except httpx.RequestNotRead:  # streamed content, which httpx frames as chunked unless given a length
-        body = await request.aread()
-        if "chunked" in request.headers.get("transfer-encoding", "").lower():
-            body = (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + b"0\r\n\r\n"
-        lines.append(body)
-    return b"".join(lines)
