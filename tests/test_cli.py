@@ -132,6 +132,7 @@ def test_poll_start_up_imports_only_what_it_uses() -> None:
         "print(sorted(m for m in ('httpx', 'rich') if m in sys.modules))\n"
         "import tracker.update\n"
         "unused = ('rich', 'click', 'pygments', 'httpx', 'tracker.mailer', 'jinja2',  # plain URLs need no httpx\n"
+        "          'multiprocessing',  # nor a process pool\n"
         "          'feedparser', 'ftfy', 'tracker.parse', 'tracker.tag',  # a cycle of 304s parses nothing\n"
         "          'sqlalchemy', 'sqlmodel', 'alembic',  # it writes through the driver (tracker.store.dbapi)\n"
         "          'pydantic_settings')  # and is given its config and database (TRACKER_CONFIG, --db)\n"
@@ -163,7 +164,18 @@ def test_a_poll_of_unchanged_feeds_loads_no_parser_orm_or_validation_library(tmp
     assert "4 not modified" in r.stdout, r.stdout + r.stderr
     imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in r.stderr.splitlines() if "|" in line}
     assert "asyncio" in imported and "tracker" in imported  # the check sees what it should
-    unused = {"feedparser", "ftfy", "nh3", "sqlalchemy", "sqlmodel", "pydantic", "rich", "click", "httpx"}
+    unused = {
+        "feedparser",
+        "ftfy",
+        "nh3",
+        "sqlalchemy",
+        "sqlmodel",
+        "pydantic",
+        "rich",
+        "click",
+        "httpx",
+        "multiprocessing",
+    }
     assert imported & unused == set(), r.stderr
 
 

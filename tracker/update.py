@@ -17,18 +17,16 @@ import fcntl
 import gc
 import itertools
 import logging
-import multiprocessing
 import os
 import random
 import signal
 import sys
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracker.fetch import Fetcher, FetchSettings
 from tracker.memory import release_free_memory
@@ -37,6 +35,9 @@ from tracker.schedule import ScheduleSettings, interleave_hosts, item_rate, next
 from tracker.store import ingest
 from tracker.store.dbapi import Database
 from tracker.store.ingest import ClaimedFeed, FeedUpdate, WriteCounts
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 log = logging.getLogger("tracker.update")
 
@@ -211,8 +212,11 @@ def make_process_pool(workers: int | None = None, taxonomy: str = "") -> Executo
     the writer thread exists.
     """
     n = workers if workers is not None else min(2, os.cpu_count() or 1)
-    # The parser (feedparser, ftfy, nh3) and the tagger are imported only here, when there is
-    # something to parse: a cycle of 304s never pays for them.
+    # The parser (feedparser, ftfy, nh3), the tagger and the process pool are imported only here,
+    # when there is something to parse: a cycle of 304s never pays for them.
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     import tracker.parse  # noqa: F401
     from tracker.tag import tagger_for
 
@@ -410,6 +414,8 @@ class Poller:
         return ingest.apply_feed_results(self.db, rows, now=max(p.now for p in batch))
 
     async def _process(self, args: tuple[Any, ...]) -> Processed:
+        from concurrent.futures.process import BrokenProcessPool  # imported with the pool
+
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self.pool, process_document, *args)
