@@ -344,7 +344,7 @@ class Fetcher:
         self.clock = clock
         self._shared_transport = transport
         self._headers = {"User-Agent": s.user_agent, "Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"}
-        self._header_lines = _header_lines(self._headers)  # the same, as our transport is sent them
+        self._header_lines = _header_lines(self._headers)  # the same, as written to our transport
         # as httpx.Timeout(...).as_dict() gives them, for our transport and httpx's
         self._timeouts: Timeouts = {
             "connect": s.connect_timeout,
@@ -531,8 +531,7 @@ class Fetcher:
         if isinstance(transport, AsyncioTransport):
             if plain is None:
                 assert target is not None
-                scheme = target.scheme
-                plain = (scheme, target.raw_host.decode("ascii"), target.port), target.netloc, target.raw_path
+                plain = (target.scheme, target.raw_host.decode("ascii"), target.port), target.netloc, target.raw_path
             (scheme, host, port), host_header, path = plain
             data = b"GET %s HTTP/1.1\r\nHost: %s\r\n%s%s\r\n" % (
                 path,
@@ -567,7 +566,7 @@ class Fetcher:
 
     async def _final(self, req: FeedRequest, url: str, answer: _Answer, started: float, permanent: bool) -> FetchResult:
         status = answer.status
-        h = headers = answer.headers
+        h = answer.headers
         perm = url if permanent else None
         if not 200 <= status < 300:
             await self._discard(answer)
@@ -577,7 +576,7 @@ class Fetcher:
                 "not_modified",
                 url,
                 status=status,
-                headers=headers,
+                headers=h,
                 etag=h.get("etag") or req.etag,
                 last_modified=h.get("last-modified") or req.last_modified,
                 permanent_url=perm,
@@ -592,7 +591,7 @@ class Fetcher:
                 url,
                 status=status,
                 content=content,
-                headers=headers,
+                headers=h,
                 etag=h.get("etag"),
                 last_modified=h.get("last-modified"),
                 permanent_url=perm,
@@ -611,7 +610,7 @@ class Fetcher:
             outcome,
             url,
             status=status,
-            headers=headers,
+            headers=h,
             retry_after=retry_after,
             error=error,
             elapsed=time.perf_counter() - started,
