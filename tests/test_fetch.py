@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import socket
 import ssl
 import time
 import tracemalloc
 import zlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -47,6 +49,36 @@ def fetch(url: str, settings: FetchSettings = FAST, **kw: object) -> FetchResult
     return asyncio.run(go())
 
 
+@dataclass
+class RawServer:
+    url: str = ""
+    connections: int = 0
+    heads: list[bytes] = field(default_factory=list)  # each request's head, as received
+
+
+@contextlib.asynccontextmanager
+async def raw_server(reply: bytes, path: str = "/feed.xml") -> AsyncIterator[RawServer]:
+    """A server on 127.0.0.1 answering every request, on every connection, with the bytes ``reply``."""
+    raw = RawServer()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raw.connections += 1
+        try:
+            while True:
+                raw.heads.append(await reader.readuntil(b"\r\n\r\n"))
+                writer.write(reply)
+                await writer.drain()
+        except asyncio.IncompleteReadError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    raw.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}{path}"
+    async with server:
+        yield raw
+
+
 # --- success and conditional GET -------------------------------------------------------------------
 
 
@@ -78,27 +110,12 @@ def test_ok_then_conditional_get_gets_304(farm: FeedFarm) -> None:
 
 def test_304_without_content_length_keeps_the_connection() -> None:
     """Many servers send a 304 with no Content-Length; it has no body, so the connection is reused."""
-    connections = 0
 
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal connections
-        connections += 1
-        try:
-            while await reader.readuntil(b"\r\n\r\n"):
-                writer.write(b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\n\r\n')
-                await writer.drain()
-        except asyncio.IncompleteReadError:
-            pass
-        finally:
-            writer.close()
+    async def go() -> tuple[list[FetchResult], int]:
+        async with raw_server(b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\n\r\n') as server, Fetcher(FAST) as f:
+            return [await f.fetch(FeedRequest(1, server.url, etag='"v1"')) for _ in range(3)], server.connections
 
-    async def go() -> list[FetchResult]:
-        server = await asyncio.start_server(serve, "127.0.0.1", 0)
-        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/feed.xml"
-        async with server, Fetcher(FAST) as f:
-            return [await f.fetch(FeedRequest(1, url, etag='"v1"')) for _ in range(3)]
-
-    results = asyncio.run(go())
+    results, connections = asyncio.run(go())
     assert [r.outcome for r in results] == ["not_modified"] * 3
     assert connections == 1
 
@@ -145,7 +162,6 @@ def test_other_urls_go_through_httpx(url: str) -> None:
 def test_both_request_paths_send_and_read_alike() -> None:
     """A plain URL goes the fast path, the same URL with a fragment through httpx's objects: the same
     bytes on the wire, the same result from the same reply."""
-    heads: list[bytes] = []
     body = gzip.compress(b"<rss><channel><title>t</title></channel></rss>")
     reply = (
         b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml; charset=utf-8\r\nContent-Encoding: gzip\r\n"
@@ -153,27 +169,15 @@ def test_both_request_paths_send_and_read_alike() -> None:
         b"Vary: Accept-Encoding\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
     )
 
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                heads.append(await reader.readuntil(b"\r\n\r\n"))
-                writer.write(reply)
-                await writer.drain()
-        except asyncio.IncompleteReadError:
-            pass
-        finally:
-            writer.close()
-
-    async def go() -> list[FetchResult]:
-        server = await asyncio.start_server(serve, "127.0.0.1", 0)
-        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/feed.xml?lang=uk"
-        async with server, Fetcher(FAST) as f:
-            return [
+    async def go() -> tuple[list[FetchResult], list[bytes]]:
+        async with raw_server(reply, "/feed.xml?lang=uk") as server, Fetcher(FAST) as f:
+            results = [
                 await f.fetch(FeedRequest(1, u, etag='"v1"', last_modified="Fri, 20 Nov 2026 11:00:00 GMT"))
-                for u in (url, url + "#fragment")
+                for u in (server.url, server.url + "#fragment")
             ]
+            return results, server.heads
 
-    fast, slow = asyncio.run(go())
+    (fast, slow), heads = asyncio.run(go())
     assert _plain_target(fast.url) is not None and _plain_target(slow.url) is None
     assert heads[0] == heads[1] and heads[0].startswith(b"GET /feed.xml?lang=uk HTTP/1.1\r\nHost: 127.0.0.1:")
     assert b'\r\nIf-None-Match: "v1"\r\n' in heads[0]
