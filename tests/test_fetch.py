@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -346,6 +347,26 @@ def test_tls_context_is_loaded_only_for_https_and_errors_are_named(farm: FeedFar
     assert r.outcome == "error" and r.error is not None
     assert r.error.startswith("connect error: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
     assert shared_ssl_context.cache_info().currsize == 1
+
+
+def test_tls_trusts_the_ca_named_in_ssl_cert_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The TLS context is made without httpx, the way httpx makes it: SSL_CERT_FILE first, else certifi."""
+    ca = trustme.CA()
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("localhost").configure_cert(server_ctx)
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    server = HTTPServer(host="localhost", port=0, ssl_context=server_ctx)
+    server.expect_request("/f").respond_with_data("<feed/>")
+    server.start()
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    shared_ssl_context.cache_clear()
+    try:
+        r = fetch(server.url_for("/f"))
+    finally:
+        shared_ssl_context.cache_clear()
+        server.clear()
+        server.stop()
+    assert r.outcome == "ok" and r.content == b"<feed/>", r.error
 
 
 @pytest.mark.parametrize("url", ["ftp://example.org/feed", "not a url", "http:///nohost"])

@@ -18,8 +18,8 @@ Why it is not ``httpx.get(url, follow_redirects=True)``:
   (``PLAIN_URL``) does not even import httpx.  httpx still parses any other URL, joins redirects, and
   is the interface of a proxy's transport (httpx's own) or an injected one (``httpx.MockTransport``).
   A whole 304 fetch costs ~0.2 ms (bench/fetch.py).  Idle connections of the ``keepalive_hosts``
-  most recently used hosts are kept.  The TLS context is loaded only when an https URL is fetched
-  (it costs 20-30 ms of CPU).
+  most recently used hosts are kept.  The TLS context (``transport.default_ssl_context``: httpx's
+  way, without httpx) is loaded only when an https URL is fetched (it costs 20-30 ms of CPU).
 * Proxies come from ``FetchSettings.proxy`` only (environment variables are not read).
 """
 
@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 
 from tracker import __version__
 from tracker.models import FeedRequest, FetchOutcome, FetchResult
-from tracker.transport import AsyncioTransport, Reply, Timeouts
+from tracker.transport import AsyncioTransport, Reply, Timeouts, default_ssl_context
 
 if TYPE_CHECKING:
     import httpx
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 def _httpx() -> ModuleType:
     """httpx, imported when first needed (a URL that is not plain, a redirect, a proxy, an injected
-    transport, https): a poll of plain feed URLs never imports it (~30 ms of start-up)."""
+    transport): a poll of plain feed URLs never imports it (~30 ms of start-up)."""
     module = sys.modules.get("httpx")
     if module is not None:
         return module
@@ -323,8 +323,7 @@ class _HostPool:
 def shared_ssl_context() -> ssl.SSLContext:
     """One verifying context per process: loading the CA certificates costs ~10 ms and ~1 MB each
     time, and a daemon builds a Fetcher for every batch of feeds."""
-    context: ssl.SSLContext = _httpx().create_ssl_context()
-    return context
+    return default_ssl_context()
 
 
 class Fetcher:

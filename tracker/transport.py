@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import ssl
 import sys
 from collections.abc import AsyncIterator
@@ -72,6 +73,18 @@ class WriteError(NetworkError):
 
 class RemoteProtocolError(TransportError):
     pass
+
+
+def default_ssl_context() -> ssl.SSLContext:
+    """A verifying client context made as ``httpx.create_ssl_context()`` makes it (the CA file in
+    ``SSL_CERT_FILE``, else the directory in ``SSL_CERT_DIR``, else certifi's bundle), without httpx."""
+    if os.environ.get("SSL_CERT_FILE"):
+        return ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+    if os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context(capath=os.environ["SSL_CERT_DIR"])
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 class _Connection(asyncio.Protocol):
@@ -430,7 +443,7 @@ class AsyncioTransport:
     """HTTP/1.1 over pooled keep-alive connections, one pool per (scheme, host, port).
 
     ``max_connections`` per pool (idle ones included) and ``keepalive_expiry`` seconds an idle
-    connection is kept.  ``ssl_context`` is used for https (httpx's default context, made when first
+    connection is kept.  ``ssl_context`` is used for https (``default_ssl_context()``, made when first
     needed, if None).
     """
 
@@ -448,9 +461,7 @@ class AsyncioTransport:
 
     def ssl_context(self) -> ssl.SSLContext:
         if self._ssl_context is None:
-            import httpx  # its default context: certifi's CA bundle
-
-            self._ssl_context = httpx.create_ssl_context()
+            self._ssl_context = default_ssl_context()
         return self._ssl_context
 
     async def send(self, key: Key, data: bytes, timeouts: Timeouts, *, head: bool = False) -> Reply:
