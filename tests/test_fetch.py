@@ -10,8 +10,7 @@ import ssl
 import time
 import tracemalloc
 import zlib
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest
 import trustme
 from feedfarm import FeedFarm
 from pytest_httpserver import HTTPServer
+from rawhttp import Served, replies, serve
 from werkzeug import Response
 
 from tracker.fetch import (
@@ -48,36 +48,6 @@ def fetch(url: str, settings: FetchSettings = FAST, **kw: object) -> FetchResult
             return await f.fetch(FeedRequest(7, url, **kw))  # type: ignore[arg-type]
 
     return asyncio.run(go())
-
-
-@dataclass
-class RawServer:
-    url: str = ""
-    connections: int = 0
-    heads: list[bytes] = field(default_factory=list)  # each request's head, as received
-
-
-@contextlib.asynccontextmanager
-async def raw_server(reply: bytes, path: str = "/feed.xml") -> AsyncIterator[RawServer]:
-    """A server on 127.0.0.1 answering every request, on every connection, with the bytes ``reply``."""
-    raw = RawServer()
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        raw.connections += 1
-        try:
-            while True:
-                raw.heads.append(await reader.readuntil(b"\r\n\r\n"))
-                writer.write(reply)
-                await writer.drain()
-        except asyncio.IncompleteReadError:
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    raw.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}{path}"
-    async with server:
-        yield raw
 
 
 # --- success and conditional GET -------------------------------------------------------------------
@@ -113,7 +83,8 @@ def test_304_without_content_length_keeps_the_connection() -> None:
     """Many servers send a 304 with no Content-Length; it has no body, so the connection is reused."""
 
     async def go() -> tuple[list[FetchResult], int]:
-        async with raw_server(b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\n\r\n') as server, Fetcher(FAST) as f:
+        not_modified = b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\n\r\n'
+        async with serve(replies(Served(), not_modified, forever=True)) as server, Fetcher(FAST) as f:
             return [await f.fetch(FeedRequest(1, server.url, etag='"v1"')) for _ in range(3)], server.connections
 
     results, connections = asyncio.run(go())
@@ -171,12 +142,13 @@ def test_both_request_paths_send_and_read_alike() -> None:
     )
 
     async def go() -> tuple[list[FetchResult], list[bytes]]:
-        async with raw_server(reply, "/feed.xml?lang=uk") as server, Fetcher(FAST) as f:
+        served = Served()
+        async with serve(replies(served, reply, forever=True), "/feed.xml?lang=uk") as server, Fetcher(FAST) as f:
             results = [
                 await f.fetch(FeedRequest(1, u, etag='"v1"', last_modified="Fri, 20 Nov 2026 11:00:00 GMT"))
                 for u in (server.url, server.url + "#fragment")
             ]
-            return results, server.heads
+            return results, served.heads
 
     (fast, slow), heads = asyncio.run(go())
     assert _plain_target(fast.url) is not None and _plain_target(slow.url) is None
@@ -329,21 +301,27 @@ def test_connection_refused() -> None:
     assert r.error == "connect error: Connection refused"
 
 
-def test_tls_context_is_loaded_only_for_https_and_errors_are_named(farm: FeedFarm) -> None:
-    shared_ssl_context.cache_clear()
-    assert fetch(farm.url(1)).outcome == "ok"
-    assert shared_ssl_context.cache_info().currsize == 0  # ~20 ms of CPU an all-http cycle does not spend
-    ca = trustme.CA()  # a CA the fetcher does not trust
+@contextlib.contextmanager
+def tls_feed_server(ca: trustme.CA) -> Iterator[str]:
+    """An https server on localhost with a certificate from ``ca``; yields the URL of a tiny feed."""
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ca.issue_cert("localhost").configure_cert(server_ctx)
     server = HTTPServer(host="localhost", port=0, ssl_context=server_ctx)
     server.expect_request("/f").respond_with_data("<feed/>")
     server.start()
     try:
-        r = fetch(server.url_for("/f"))
+        yield server.url_for("/f")
     finally:
         server.clear()
         server.stop()
+
+
+def test_tls_context_is_loaded_only_for_https_and_errors_are_named(farm: FeedFarm) -> None:
+    shared_ssl_context.cache_clear()
+    assert fetch(farm.url(1)).outcome == "ok"
+    assert shared_ssl_context.cache_info().currsize == 0  # ~20 ms of CPU an all-http cycle does not spend
+    with tls_feed_server(trustme.CA()) as url:  # a CA the fetcher does not trust
+        r = fetch(url)
     assert r.outcome == "error" and r.error is not None
     assert r.error.startswith("connect error: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
     assert shared_ssl_context.cache_info().currsize == 1
@@ -352,20 +330,14 @@ def test_tls_context_is_loaded_only_for_https_and_errors_are_named(farm: FeedFar
 def test_tls_trusts_the_ca_named_in_ssl_cert_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The TLS context is made without httpx, the way httpx makes it: SSL_CERT_FILE first, else certifi."""
     ca = trustme.CA()
-    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ca.issue_cert("localhost").configure_cert(server_ctx)
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    server = HTTPServer(host="localhost", port=0, ssl_context=server_ctx)
-    server.expect_request("/f").respond_with_data("<feed/>")
-    server.start()
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
     shared_ssl_context.cache_clear()
     try:
-        r = fetch(server.url_for("/f"))
+        with tls_feed_server(ca) as url:
+            r = fetch(url)
     finally:
         shared_ssl_context.cache_clear()
-        server.clear()
-        server.stop()
     assert r.outcome == "ok" and r.content == b"<feed/>", r.error
 
 

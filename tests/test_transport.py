@@ -3,67 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable
 
 import httpx
 import pytest
 import trustme
 from pytest_httpserver import HTTPServer
+from rawhttp import Served, replies, serve
 
 from tracker.transport import MAX_BUFFER, AsyncioTransport, Reply
 from tracker.transport_httpx import HttpxTransport
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n<rss/>"
-
-
-@dataclass
-class Served:
-    url: str = ""
-    connections: int = 0
-    requests: int = 0
-
-
-@contextlib.asynccontextmanager
-async def serve(handler: Handler) -> AsyncIterator[Served]:
-    """Runs ``handler`` for each connection to a server on 127.0.0.1, counting connections."""
-    served = Served()
-
-    async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        served.connections += 1
-        try:
-            await handler(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(connected, "127.0.0.1", 0)
-    served.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/feed.xml"
-    async with server:
-        yield served
-
-
-def replies(served: Served, *answers: bytes, forever: bool = False) -> Handler:
-    """A handler answering each request on a connection with the next of ``answers`` (the last again if ``forever``)."""
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        i = 0
-        while i < len(answers) or forever:
-            await reader.readuntil(b"\r\n\r\n")
-            served.requests += 1
-            writer.write(answers[min(i, len(answers) - 1)])
-            await writer.drain()
-            i += 1
-        await reader.read()  # until the client closes
-
-    return handler
 
 
 def client(max_connections: int = 4, keepalive_expiry: float = 30, **timeouts: float) -> httpx.AsyncClient:
