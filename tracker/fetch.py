@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 
 from tracker import __version__
 from tracker.models import FeedRequest, FetchOutcome, FetchResult
-from tracker.transport import AsyncioTransport, Reply, Timeouts, default_ssl_context
+from tracker.transport import DEFAULT_PORTS, AsyncioTransport, Reply, Timeouts, default_ssl_context
 
 if TYPE_CHECKING:
     import httpx
@@ -205,7 +205,6 @@ HostKey = tuple[str, str, int | None]  # scheme, host, port (None: the scheme's 
 # other is parsed by httpx.URL first.
 _PCHAR = r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})"
 PLAIN_URL = re.compile(rf"(https?)://([a-z0-9][a-z0-9.\-]*)(?::([0-9]{{1,5}}))?(/{_PCHAR}*)?(\?(?:{_PCHAR}|\?)*)?")
-DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def _plain_target(url: str) -> tuple[HostKey, bytes, bytes] | None:

@@ -49,26 +49,23 @@ class PollConfig:
             taxonomy=config.taxonomy,
         )
 
-    def to_json(self) -> str:
+    def to_data(self) -> dict[str, Any]:
+        """Plain JSON-able data (``from_data`` reads it back)."""
         schedule = {
             k: v.total_seconds() if isinstance(v, timedelta) else v
             for k, v in dataclasses.asdict(self.schedule).items()
         }
-        return json.dumps(
-            {
-                "feeds": [dataclasses.astuple(f) for f in self.feeds],
-                "fetch": dataclasses.asdict(self.fetch),
-                "schedule": schedule,
-                "taxonomy": self.taxonomy,
-            },
-            ensure_ascii=False,
-        )
+        return {
+            "feeds": [dataclasses.astuple(f) for f in self.feeds],
+            "fetch": dataclasses.asdict(self.fetch),
+            "schedule": schedule,
+            "taxonomy": self.taxonomy,
+        }
 
     @classmethod
-    def from_json(cls, text: str) -> PollConfig:
+    def from_data(cls, d: dict[str, Any]) -> PollConfig:
         from tracker.fetch import FetchSettings  # asyncio and the transport: not for `tracker check`, `tracker feeds`
 
-        d = json.loads(text)
         return cls(
             feeds=tuple(FeedSpec(*f) for f in d["feeds"]),
             fetch=FetchSettings(**d["fetch"]),
@@ -114,7 +111,7 @@ def load(path: Path, db: Database, validate: Callable[[], Config]) -> Loaded:
         if row is not None:
             stored = json.loads(row[0])
             if stored["key"] == key:
-                return Loaded(PollConfig.from_json(stored["config"]), key, remembered=True)
+                return Loaded(PollConfig.from_data(stored["config"]), key, remembered=True)
     except Exception:  # no meta table yet (a new database), or a copy this version cannot read
         pass
     return Loaded(PollConfig.of(validate()), key, remembered=False)
@@ -124,7 +121,7 @@ def remember(db: Database, loaded: Loaded) -> None:
     """Keep ``loaded`` for the next poll (call once the schema exists)."""
     if loaded.remembered:
         return
-    value = json.dumps({"key": loaded.key, "config": loaded.config.to_json()})
+    value = json.dumps({"key": loaded.key, "config": loaded.config.to_data()}, ensure_ascii=False)
     with db.transaction() as conn:
         cur = conn.cursor()
         q = "%s" if db.pg else "?"

@@ -27,6 +27,7 @@ import httptools
 
 MAX_BUFFER = 256 * 1024  # unread body bytes at which reading from the socket pauses
 Key = tuple[str, str, int]  # scheme, host, port
+DEFAULT_PORTS = {"http": 80, "https": 443}
 Timeouts = dict[str, float | None]  # "connect", "read", "write", "pool" (httpx.Timeout.as_dict())
 
 

@@ -63,7 +63,7 @@ class HttpxTransport(httpx.AsyncBaseTransport):
         scheme = url.scheme
         if scheme not in ("http", "https"):
             raise httpx.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
-        key = (scheme, url.raw_host.decode("ascii"), url.port or (443 if scheme == "https" else 80))
+        key = (scheme, url.raw_host.decode("ascii"), url.port or transport.DEFAULT_PORTS[scheme])
         data = await _serialise(request)
         try:
             reply = await self.transport.send(

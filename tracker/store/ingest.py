@@ -114,9 +114,7 @@ def sync_feeds(db: Database, specs: Sequence[FeedSpec]) -> tuple[int, int, int]:
         cur.many(UPDATE_FEED_SPEC, updates)
         added, changed = len(inserts), len(updates)
         stale = [r[0] for r in rows.values() if r[0] not in seen and r[6]]
-        for chunk in _chunks(stale):
-            false = "false" if db.pg else "0"
-            cur.rows(f"UPDATE feed SET enabled = {false} WHERE id IN ({', '.join(['?'] * len(chunk))})", chunk)
+        cur.in_list("UPDATE feed SET enabled = FALSE WHERE id", stale, _INT)
     return added, changed, len(stale)
 
 
@@ -138,8 +136,7 @@ def claim_due(
     so concurrent workers each get a disjoint set.  On SQLite a single daemon holds the database
     (see ``tracker.daemon``), and ``BEGIN IMMEDIATE`` serialises claims anyway.
     """
-    true = "true" if db.pg else "1"
-    query = f"SELECT {CLAIM_COLUMNS} FROM feed WHERE enabled = {true} AND (lease_until IS NULL OR lease_until < ?)"
+    query = f"SELECT {CLAIM_COLUMNS} FROM feed WHERE enabled = TRUE AND (lease_until IS NULL OR lease_until < ?)"
     params: list[object] = []
     with db.transaction() as conn, _Cursor(conn, db.pg) as cur:
         at = cur.dt(now)
@@ -156,11 +153,9 @@ def claim_due(
             query += " FOR UPDATE SKIP LOCKED"
         rows = cur.rows(query, params)
         until = cur.dt(now + lease)
+        lease_sql = "UPDATE feed SET lease_owner = ?, lease_until = ? WHERE id"
         for chunk in _chunks([r[0] for r in rows]):
-            cur.rows(
-                f"UPDATE feed SET lease_owner = ?, lease_until = ? WHERE id IN ({', '.join(['?'] * len(chunk))})",
-                [worker, until, *chunk],
-            )
+            cur.rows(_in_sql(lease_sql, len(chunk)), [worker, until, *chunk])
     return [
         ClaimedFeed(
             request=FeedRequest(feed_id, url, etag, last_modified),
